@@ -1,0 +1,14 @@
+"""Command-line entry point: `kopilot --help` lists every command."""
+
+from __future__ import annotations
+
+from kopilot.cli import simulate as _simulate  # noqa: F401  (registers the command)
+from kopilot.cli.app import app
+
+
+def main() -> None:
+    """Run the `kopilot` command line."""
+    app()
+
+
+__all__ = ["app", "main"]
