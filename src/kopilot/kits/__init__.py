@@ -1,1 +1,1 @@
-"""kopilot.kits."""
+"""Small shared kits: the clock and seeded randomness."""
