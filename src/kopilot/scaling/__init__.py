@@ -1,1 +1,1 @@
-"""kopilot.scaling."""
+"""Scaling policies: the Kubernetes HPA baseline, kopilot's predictive policy, and forecasters."""
