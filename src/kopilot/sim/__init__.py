@@ -1,1 +1,1 @@
-"""kopilot.sim."""
+"""SimWorld: the deterministic discrete-event digital twin that replays real traces."""
