@@ -1,1 +1,1 @@
-"""kopilot.report."""
+"""Reports for people: terminal tables and a self-contained HTML page with plots."""

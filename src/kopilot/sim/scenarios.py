@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib import resources as importlib_resources
 from pathlib import Path
+
 import pydantic
 import yaml
 
@@ -64,7 +65,7 @@ class GuardrailSpec(_Strict):
 class ClusterScenario(_Strict):
     nodes_trace: str = "openb_node_list_gpu_node.csv"
     pods_trace: str = "openb_pod_list_default.csv"
-    policies: tuple[str, ...] = ("kube-default", "kopilot")
+    policies: tuple[str, ...] = ("kube-default", "best-fit")
 
 
 class PriceSpec(_Strict):

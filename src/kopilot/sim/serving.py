@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -148,7 +149,7 @@ class ServingWorld:
         edges = sorted(cuts)
         tot = self.totals
         n = len(self.replicas)
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
+        for a, b in itertools.pairwise(edges):
             dt = b - a
             d = self.demand_at(a)
             cap = self.ready_capacity(a)
