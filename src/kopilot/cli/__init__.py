@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kopilot.cli import serve as _serve  # noqa: F401  (registers the command)
 from kopilot.cli import simulate as _simulate  # noqa: F401  (registers the command)
 from kopilot.cli.app import app
 

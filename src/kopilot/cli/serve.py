@@ -1,0 +1,100 @@
+"""`kopilot serve`: the object-detection model service (kopilot.serving) over HTTP."""
+
+from __future__ import annotations
+
+import pathlib
+
+import typer
+
+from kopilot.cli.app import app
+
+
+@app.command()
+def serve(
+    *,
+    model: pathlib.Path = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="A YOLO-family ONNX detector (e.g. from `yolo export model=yolov8n.pt format=onnx`).",
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 in a container)."),
+    port: int = typer.Option(8080, min=0, max=65535, help="TCP port to listen on."),
+    max_batch_size: int = typer.Option(
+        8, min=1, max=256, help="Largest dynamic batch; 1 turns batching off."
+    ),
+    max_queue_delay_ms: float = typer.Option(
+        5.0,
+        min=0.0,
+        max=10_000.0,
+        help="How long a batch waits for more requests, from its oldest.",
+    ),
+    max_queue_size: int = typer.Option(
+        64, min=1, help="Requests allowed to wait for a batch; more get HTTP 429 (back-pressure)."
+    ),
+    conf: float = typer.Option(0.25, min=0.0, max=1.0, help="Default confidence threshold."),
+    iou: float = typer.Option(0.45, min=0.0, max=1.0, help="Default NMS IoU threshold."),
+    max_det: int = typer.Option(300, min=1, help="Default maximum detections per image."),
+    image_size: int | None = typer.Option(
+        None, min=32, help="Input size for a model with dynamic H/W and no `imgsz` metadata."
+    ),
+    providers: str = typer.Option(
+        "",
+        help="Comma-separated ONNX Runtime execution providers, best first "
+        "(default: TensorRT, CUDA, CPU - those installed).",
+    ),
+    intra_op_threads: int = typer.Option(
+        0, min=0, help="ONNX Runtime intra-op threads (0: one per physical core)."
+    ),
+    max_body_mb: float = typer.Option(20.0, min=0.001, help="Largest request body, in MiB."),
+    max_megapixels: float = typer.Option(
+        40.0, min=0.001, help="Largest image accepted, in megapixels (checked before decoding)."
+    ),
+    limit_concurrency: int = typer.Option(
+        512, min=1, help="Open connections + tasks before uvicorn answers 503."
+    ),
+    graceful_timeout: float = typer.Option(
+        30.0, min=0.0, help="Seconds to let in-flight requests finish on SIGTERM."
+    ),
+    log_level: str = typer.Option("info", help="debug, info, warning or error (JSON lines)."),
+) -> None:
+    """Serve an ONNX object detector over HTTP, with dynamic batching and Prometheus metrics.
+
+    POST an image to /v1/detect (raw image body, multipart field `image`, or JSON with base64
+    `image`) and get boxes, classes, scores and timings back. /healthz is liveness, /readyz turns
+    ready once the model is loaded and warmed up, /metrics is for Prometheus (and kopilot's
+    scaler), /openapi.json describes the API. SIGTERM finishes in-flight requests, then exits.
+    """
+    from kopilot.serving import errors, server, settings
+
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter("use debug, info, warning or error", param_hint="--log-level")
+    config = settings.ServeSettings(
+        model=settings.ModelSettings(
+            path=model,
+            providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
+            intra_op_threads=intra_op_threads,
+            image_size=image_size,
+        ),
+        detection=settings.DetectionSettings(
+            confidence_threshold=conf, iou_threshold=iou, max_detections=max_det
+        ),
+        batching=settings.BatchingSettings(
+            max_batch_size=max_batch_size,
+            max_queue_delay_s=max_queue_delay_ms / 1000.0,
+            max_queue_size=max_queue_size,
+        ),
+        limits=settings.LimitSettings(
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+            max_image_pixels=int(max_megapixels * 1_000_000),
+        ),
+        host=host,
+        port=port,
+        graceful_timeout_s=graceful_timeout,
+        log_level=log_level,
+    )
+    try:
+        server.Server(config, limit_concurrency=limit_concurrency).run()
+    except errors.ModelError as e:
+        typer.echo(f"kopilot serve: {e}", err=True)
+        raise typer.Exit(code=2) from e
