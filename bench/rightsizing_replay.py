@@ -1,0 +1,160 @@
+"""Rightsizing replay: krr "simple", the VPA recommender and kopilot, side by side.
+
+Each usage series is split in time: each strategy is trained on the first part (default 70 %)
+and its recommendation is held against the rest (`kopilot.cost.replay`). Printed per strategy:
+wasted core-hours / GiB-hours / GPU-hours, OOM-kills (memory), throttled intervals (CPU) and GPU
+contention intervals, and kopilot's waste as a ratio of krr's and VPA's.
+
+Data (read as-is from /work/shared/data, see each SOURCE.txt):
+- CPU: the 16 Crane DSP series (crane-dsp-testdata/input*.csv); the source does not state the
+  unit, the values are read as millicores (input15 then peaks at 22 cores, input0 at 0.15).
+- GPU: the Alibaba GenTD26 per-pod GPU duty cycle (pod_gpu_duty_cycle_anon.csv, 143 pods x
+  ~23 h); each pod holds one GPU, duty cycle % / 100 = GPU share used.
+- Memory: there is no real memory series in shared data. The memory rows are a STAND-IN: the
+  same Crane series read as MiB of working set. They exercise the OOM logic; they are not
+  evidence about real memory behaviour.
+
+Usage: python bench/rightsizing_replay.py [--train 0.7] [--data /work/shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import pathlib
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from kopilot.cost import replay, rightsizing
+from kopilot.model import series
+
+MIB = 1024.0**2
+GIB = 1024.0**3
+
+
+def crane(data: pathlib.Path) -> dict[str, series.Series]:
+    out = {}
+    for path in sorted(
+        (data / "crane-dsp-testdata").glob("input*.csv"), key=lambda p: int(p.stem[5:])
+    ):
+        raw = np.genfromtxt(path, delimiter=",", skip_header=1)
+        out[path.stem] = series.Series.of(raw[:, 0], raw[:, 1])
+    return out
+
+
+def alibaba_gpu(data: pathlib.Path) -> dict[str, series.Series]:
+    rows: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with (data / "alibaba-gentd26" / "pod_gpu_duty_cycle_anon.csv").open() as f:
+        for row in csv.DictReader(f):
+            rows[row["container_ip"]].append((float(row["timestamp_anon"]), float(row["value"])))
+    out = {}
+    for pod, samples in sorted(rows.items()):
+        samples.sort()
+        t = np.array([s[0] for s in samples])
+        v = np.array([s[1] for s in samples]) / 100.0
+        out[pod[:8]] = series.Series.of(t, v)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--train", type=float, default=0.7, help="fraction of each series to train on"
+    )
+    parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("/work/shared/data"))
+    parser.add_argument("--per-series", action="store_true", help="print every series' figures")
+    args = parser.parse_args()
+    strategies = rightsizing.STRATEGIES
+    names = [s.name for s in strategies]
+    # totals[resource][strategy] = [waste_hours, over_intervals, crossings, short_hours]
+    totals: dict[str, dict[str, list[float]]] = defaultdict(
+        lambda: defaultdict(lambda: [0.0, 0, 0, 0.0])
+    )
+    t0 = time.perf_counter()
+    cpu = crane(args.data)
+    gpu = alibaba_gpu(args.data)
+    jobs: list[tuple[str, str, series.Series, float]] = []
+    jobs += [("cpu", k, s, 1 / 1000.0) for k, s in cpu.items()]
+    jobs += [("memory*", k, s, MIB) for k, s in cpu.items()]
+    jobs += [("gpu", k, s, 1.0) for k, s in gpu.items()]
+    per_series: list[str] = []
+    for resource, key, s, scale in jobs:
+        scaled = series.Series.of(s.times, s.values * scale)
+        train, test = replay.split(scaled, args.train)
+        if resource == "cpu":
+            history = rightsizing.History(subject=key, cpu=(train,), cpu_request=None)
+        elif resource == "memory*":
+            history = rightsizing.History(subject=key, memory=(train,))
+        else:
+            history = rightsizing.History(subject=key, gpu=(train,), gpus=1.0)
+        line = [f"{resource:8s} {key:9s}"]
+        for strategy in strategies:
+            rec = strategy.recommend(history)
+            level = {"cpu": rec.cpu, "memory*": rec.memory, "gpu": rec.gpu}[resource]
+            if level is None:
+                line.append(f"{strategy.name}: no recommendation ({'; '.join(rec.notes)})")
+                continue
+            out = replay.replay(level, test)
+            unit = GIB if resource == "memory*" else 1.0
+            acc = totals[resource][strategy.name]
+            acc[0] += out.waste_hours / unit
+            acc[1] += out.over_intervals
+            acc[2] += out.crossings
+            acc[3] += out.short_hours / unit
+            line.append(
+                f"{strategy.name}: waste {out.waste_hours / unit:9.3f} over {out.over_intervals:5d} x{out.crossings:4d}"
+            )
+        per_series.append("  ".join(line))
+    elapsed = time.perf_counter() - t0
+    if args.per_series:
+        print("\n".join(per_series))
+        print()
+    print(
+        f"train on first {args.train:.0%} of each series, evaluate on the rest; {len(cpu)} Crane series, {len(gpu)} Alibaba GPU pods; {elapsed:.1f} s\n"
+    )
+    header = (
+        f"{'resource':30s}"
+        + "".join(f"{n:>14s}" for n in names)
+        + f"{'kopilot/krr':>13s}{'kopilot/vpa':>13s}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = [
+        ("cpu", 0, "wasted core-hours"),
+        ("cpu", 1, "throttled intervals"),
+        ("cpu", 3, "unmet core-hours"),
+        ("memory*", 0, "wasted GiB-hours (stand-in)"),
+        ("memory*", 2, "OOM-kills (stand-in)"),
+        ("gpu", 0, "wasted GPU-hours"),
+        ("gpu", 1, "GPU contention intervals"),
+        ("gpu", 3, "unmet GPU-hours"),
+    ]
+    for resource, i, label in rows:
+        vals = [totals[resource][n][i] for n in names]
+        k, krr, vpa = (
+            vals[names.index("kopilot")],
+            vals[names.index("krr-simple")],
+            vals[names.index("vpa")],
+        )
+        ratio = lambda a, b: f"{a / b:13.3f}" if b else f"{'n/a':>13s}"  # noqa: E731
+        cells = "".join(
+            f"{v:14.3f}" if isinstance(v, float) and i in (0, 3) else f"{int(v):14d}" for v in vals
+        )
+        print(f"{label:30s}{cells}{ratio(k, krr)}{ratio(k, vpa)}")
+    print()
+    ok_cpu = totals["cpu"]["kopilot"][0] <= 0.7 * totals["cpu"]["krr-simple"][0]
+    ok_gpu = totals["gpu"]["kopilot"][0] <= 0.7 * totals["gpu"]["krr-simple"][0]
+    ok_oom = totals["memory*"]["kopilot"][2] <= totals["memory*"]["vpa"][2]
+    ok_thr = totals["cpu"]["kopilot"][1] <= totals["cpu"]["krr-simple"][1]
+    print(f"target kopilot CPU waste <= 0.7 x krr: {'met' if ok_cpu else 'NOT met'}")
+    print(f"target kopilot GPU waste <= 0.7 x krr: {'met' if ok_gpu else 'NOT met'}")
+    print(f"target kopilot OOM-kills <= VPA (stand-in memory): {'met' if ok_oom else 'NOT met'}")
+    print(f"kopilot throttled intervals <= krr: {'yes' if ok_thr else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

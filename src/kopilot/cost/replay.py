@@ -1,0 +1,68 @@
+"""Replay: what a recommendation would have wasted and broken on usage it did not see.
+
+Train a strategy on the first part of a series, then hold its recommendation against the rest:
+
+- waste: the integral of max(0, level - usage), in resource-hours (core-, GiB-, GPU-hours);
+- OOM-kills (memory): each time usage rises above the level (memory limit = request, as krr and
+  VPA recommend), one kill; the container is assumed back once usage falls below again;
+- throttling (CPU): every sample interval in which usage exceeds the level (the container gets
+  only its request when the node is packed to its requests: CPU shares);
+- GPU contention: the same count for the GPU share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kopilot.cost import rightsizing
+from kopilot.model import series
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The replayed effect of one level on one usage series."""
+
+    waste_hours: float
+    """Resource-hours reserved but unused."""
+    short_hours: float
+    """Resource-hours used above the level (unmet, or borrowed from the node's slack)."""
+    over_intervals: int
+    """Sample intervals in which usage exceeded the level (throttling / contention)."""
+    crossings: int
+    """Times usage rose above the level (OOM-kills for memory)."""
+    hours: float
+
+
+def split(s: series.Series, fraction: float) -> tuple[series.Series, series.Series]:
+    """The first `fraction` of the series' time span, and the rest."""
+    if len(s) == 0:
+        return s, s
+    cut = s.times[0] + (s.times[-1] - s.times[0]) * fraction
+    i = int(np.searchsorted(s.times, cut, side="right"))
+    return (
+        series.Series(times=s.times[:i], values=s.values[:i]),
+        series.Series(times=s.times[i:], values=s.values[i:]),
+    )
+
+
+def replay(level: rightsizing.Level, usage: series.Series) -> Outcome:
+    """Hold `level` against `usage`; each sample stands until the next (the last for the median step)."""
+    ok = np.isfinite(usage.values)
+    t, v = usage.times[ok], usage.values[ok]
+    if len(t) == 0:
+        return Outcome(waste_hours=0.0, short_hours=0.0, over_intervals=0, crossings=0, hours=0.0)
+    steps = np.diff(t)
+    last = float(np.median(steps)) if len(steps) else 0.0
+    dt = np.append(steps, last) / 3600.0
+    lv = level.at(t)
+    over = v > lv
+    rising = over & ~np.concatenate(([False], over[:-1]))
+    return Outcome(
+        waste_hours=float(np.sum(np.maximum(lv - v, 0.0) * dt)),
+        short_hours=float(np.sum(np.maximum(v - lv, 0.0) * dt)),
+        over_intervals=int(over.sum()),
+        crossings=int(rising.sum()),
+        hours=float(dt.sum()),
+    )
