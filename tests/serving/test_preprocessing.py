@@ -1,0 +1,95 @@
+"""Decoding with limits and Ultralytics-style letterboxing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kopilot.serving import errors, preprocessing
+from tests.serving import images_util
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "scale", "pad_x", "pad_y"),
+    [
+        (1280, 720, 0.25, 0, 70),  # landscape: bars above and below
+        (720, 1280, 0.25, 70, 0),  # portrait: bars left and right
+        (320, 320, 1.0, 0, 0),  # exact fit: no resize
+        (100, 50, 3.2, 0, 80),  # upscaled
+    ],
+)
+def test_letterbox_scales_to_fit_and_centres_with_grey(
+    width: int, height: int, scale: float, pad_x: int, pad_y: int
+) -> None:
+    image = Image.new("RGB", (width, height), (255, 0, 0))
+    prepared = preprocessing.letterbox(image, height=320, width=320)
+    box = prepared.letterbox
+    assert (box.width, box.height, box.pad_x, box.pad_y) == (width, height, pad_x, pad_y)
+    assert box.scale == pytest.approx(scale)
+    tensor = prepared.tensor
+    assert tensor.shape == (3, 320, 320) and tensor.dtype == np.float32
+    grey = preprocessing.PAD_VALUE / 255
+    if pad_y:
+        assert np.allclose(tensor[:, : pad_y - 1, :], grey)
+        assert np.allclose(tensor[:, 320 - pad_y + 1 :, :], grey)
+    if pad_x:
+        assert np.allclose(tensor[:, :, : pad_x - 1], grey)
+    centre = tensor[:, 160, 160]
+    assert centre == pytest.approx([1.0, 0.0, 0.0])  # RGB order, scaled to [0, 1]
+
+
+def test_rectangular_inputs_are_supported() -> None:
+    prepared = preprocessing.letterbox(Image.new("RGB", (640, 640)), height=384, width=640)
+    assert prepared.tensor.shape == (3, 384, 640)
+    assert (prepared.letterbox.pad_x, prepared.letterbox.pad_y) == (128, 0)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
+def test_any_pillow_mode_becomes_rgb(mode: str) -> None:
+    data = images_util.encode(Image.new(mode, (40, 30)), "TIFF")
+    assert preprocessing.decode(data, max_pixels=10_000).mode == "RGB"
+
+
+def test_exif_orientation_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    data = images_util.encode(Image.new("RGB", (40, 20)), "JPEG", exif=exif)
+    assert preprocessing.decode(data, max_pixels=10_000).size == (20, 40)
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "status"),
+    [
+        (b"", "empty_body", 400),
+        (b"hello, not an image", "not_an_image", 400),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not_an_image", 400),
+    ],
+)
+def test_bad_bytes_are_refused_with_a_code(data: bytes, code: str, status: int) -> None:
+    with pytest.raises(errors.BadRequestError) as caught:
+        preprocessing.decode(data, max_pixels=10_000_000)
+    assert (caught.value.code, caught.value.status) == (code, status)
+    assert caught.value.hint
+
+
+def test_truncated_jpeg_is_refused(images: dict[str, bytes]) -> None:
+    data = images["zidane.jpg"]
+    with pytest.raises(errors.BadRequestError) as caught:
+        preprocessing.decode(data[: len(data) // 2], max_pixels=10_000_000)
+    assert caught.value.code == "image_truncated"
+    assert "truncated" in str(caught.value)
+
+
+def test_fifty_megapixels_are_refused_from_the_header() -> None:
+    data = images_util.png_claiming(10_000, 5_000)  # 50 MP claimed, 1 pixel of data
+    with pytest.raises(errors.BadRequestError) as caught:
+        preprocessing.decode(data, max_pixels=40_000_000)
+    assert (caught.value.code, caught.value.status) == ("image_too_large", 413)
+    assert "10000x5000" in str(caught.value)
+
+
+def test_a_real_photo_decodes_at_its_size(images: dict[str, bytes]) -> None:
+    prepared = preprocessing.prepare(images["bus.jpg"], height=320, width=320, max_pixels=10**7)
+    assert (prepared.letterbox.width, prepared.letterbox.height) == (810, 1080)
+    assert float(prepared.tensor.min()) >= 0.0 and float(prepared.tensor.max()) <= 1.0
