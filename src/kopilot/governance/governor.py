@@ -30,13 +30,15 @@ class Governor:
     def __init__(self, rails: guardrails.Guardrails) -> None:
         self.rails = rails
         self._ledger: collections.deque[LedgerEntry] = collections.deque()
+        self._cordoned: set[str] = set()
+        """Nodes this governor let kopilot cordon and not uncordon yet (the snapshot may lag)."""
 
     def review(
         self, proposed: Iterable[actions.Action], snapshot: cluster.ClusterSnapshot, now: float
     ) -> list[verdicts.Verdict]:
         """Judge each action in order; earlier approvals in the same batch count against later ones."""
         self._expire(now)
-        cordoned = {n.name for n in snapshot.nodes if n.unschedulable}
+        cordoned = {n.name for n in snapshot.nodes if n.unschedulable} | self._cordoned
         out: list[verdicts.Verdict] = []
         for action in proposed:
             refusal = self._refusal(action, snapshot, cordoned, now)
@@ -61,8 +63,10 @@ class Governor:
             if isinstance(action, actions.Cordon):
                 if action.uncordon:
                     cordoned.discard(action.node)
+                    self._cordoned.discard(action.node)
                 else:
                     cordoned.add(action.node)
+                    self._cordoned.add(action.node)
             if self.rails.dry_run:
                 out.append(
                     self._verdict(

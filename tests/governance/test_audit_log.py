@@ -1,0 +1,91 @@
+"""The audit log is append-only JSONL; a crash mid-write loses at most the record being written."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from kopilot.governance import audit, verdicts
+from kopilot.model import errors
+from tests.builders import scale
+
+
+def _verdict(i: int) -> verdicts.Verdict:
+    return verdicts.Verdict(
+        action=scale("ml/svc", i), outcome=verdicts.Outcome.APPROVED, reason="ok", time=float(i)
+    )
+
+
+def test_records_round_trip_with_sequence_numbers(tmp_path: Path) -> None:
+    log = audit.AuditLog(tmp_path / "a.jsonl")
+    for i in range(3):
+        log.append(_verdict(i))
+    recs = list(audit.read(tmp_path / "a.jsonl"))
+    assert [r["seq"] for r in recs] == [1, 2, 3]
+    assert recs[2]["action"]["replicas"] == 2
+    assert recs[0]["summary"].startswith("scale ml/svc 4 -> 0")
+
+
+def test_reopening_continues_the_sequence(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    audit.AuditLog(path).append(_verdict(1))
+    audit.AuditLog(path).append(_verdict(2))
+    assert [r["seq"] for r in audit.read(path)] == [1, 2]
+
+
+def test_a_torn_last_line_is_skipped_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = audit.AuditLog(path)
+    log.append(_verdict(1))
+    log.append(_verdict(2))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 25])  # the crash cut the second record
+    torn: list[audit.TornRecord] = []
+    recs = list(audit.read(path, torn=torn))
+    assert [r["seq"] for r in recs] == [1]
+    assert torn and torn[0].line == 2
+
+
+def test_a_bad_line_in_the_middle_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"seq": 1}\nnot json\n{"seq": 3}\n')
+    with pytest.raises(errors.InvalidInputError, match="line 2"):
+        list(audit.read(path))
+
+
+def _writer(path: str, worker: int) -> None:
+    log = audit.AuditLog(Path(path))
+    for i in range(200):
+        log.append(_verdict(worker * 1000 + i))
+
+
+def test_concurrent_writers_never_interleave_records(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 600
+    assert all(json.loads(line)["action"]["kind"] == "Scale" for line in lines)
+
+
+def test_a_writer_killed_mid_stream_leaves_only_whole_records(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(target=_writer, args=(str(path), 1))
+    proc.start()
+    while not path.exists() or path.stat().st_size < 2000:
+        pass
+    os.kill(proc.pid, 9)
+    proc.join()
+    torn: list[audit.TornRecord] = []
+    recs = list(audit.read(path, torn=torn))
+    assert recs and not torn
+    assert all(r["action"]["kind"] == "Scale" for r in recs)
