@@ -114,9 +114,10 @@ class HpaPolicy:
             )
             lo, hi = max(1, svc.min_replicas), svc.max_replicas
             raw = min(max(raw, lo), hi)
-            window = tuple(
-                (t, r) for t, r in st.recommendations if t > now - s.downscale_stabilization_s
-            ) + ((now, raw),)
+            window = (
+                *((t, r) for t, r in st.recommendations if t > now - s.downscale_stabilization_s),
+                (now, raw),
+            )
             desired = raw
             if raw < svc.replicas:
                 desired = min(svc.replicas, max(r for _, r in window))
