@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from kopilot.cli import scaler as _scaler  # noqa: F401  (registers the command)
+from kopilot.cli import advise as _advise  # noqa: F401  (registers the command)
 from kopilot.cli import serve as _serve  # noqa: F401  (registers the command)
+from kopilot.cli import governance as _governance  # noqa: F401  (registers the commands)
 from kopilot.cli import simulate as _simulate  # noqa: F401  (registers the command)
 from kopilot.cli.app import app
 

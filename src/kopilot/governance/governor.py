@@ -34,9 +34,17 @@ class Governor:
         """Nodes this governor let kopilot cordon and not uncordon yet (the snapshot may lag)."""
 
     def review(
-        self, proposed: Iterable[actions.Action], snapshot: cluster.ClusterSnapshot, now: float
+        self,
+        proposed: Iterable[actions.Action],
+        snapshot: cluster.ClusterSnapshot,
+        now: float,
+        *,
+        approved_by_person: bool = False,
     ) -> list[verdicts.Verdict]:
-        """Judge each action in order; earlier approvals in the same batch count against later ones."""
+        """Judge each action in order; earlier approvals in the same batch count against later ones.
+
+        `approved_by_person` skips only the approval requirement: every other guardrail still holds.
+        """
         self._expire(now)
         cordoned = {n.name for n in snapshot.nodes if n.unschedulable} | self._cordoned
         out: list[verdicts.Verdict] = []
@@ -45,7 +53,7 @@ class Governor:
             if refusal is not None:
                 out.append(self._verdict(action, verdicts.Outcome.REFUSED, refusal, now))
                 continue
-            if action.kind in self.rails.require_approval:
+            if action.kind in self.rails.require_approval and not approved_by_person:
                 out.append(
                     self._verdict(
                         action,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kopilot.governance import audit, governor, verdicts
+from kopilot.governance import approvals, audit, governor, verdicts
 from kopilot.loop import worlds
 from kopilot.model import actions, decisions
 
@@ -39,20 +40,50 @@ def run_cycle(
     gov: governor.Governor,
     log: audit.AuditLog,
     now: float,
+    *,
+    queue: approvals.ApprovalQueue | None = None,
+    approval_ttl_s: float = 3600.0,
 ) -> CycleReport:
-    """Take one snapshot, let each policy decide on it, govern, apply what is approved, audit all."""
+    """Take one snapshot, let each policy decide on it, govern, apply what is approved, audit all.
+
+    With a `queue`, actions that need a person are queued there, and actions a person approved
+    since the last cycle are applied first (if they still pass the other guardrails).
+    """
     snapshot = world.snapshot(now)
+    judged: list[verdicts.Verdict] = []
+    failures: list[str] = []
+    if queue is not None:
+        for rid, action in queue.approved_actions(now):
+            [verdict] = gov.review([action], snapshot, now, approved_by_person=True)
+            judged.append(verdict)
+            _record_and_apply(world, log, verdict, now, failures)
+            queue.mark_done(rid, now)
     proposed: list[actions.Action] = []
     for slot in slots:
         decision = slot.policy.decide(snapshot, slot.state, now)
         slot.state = decision.state
         proposed.extend(decision.actions)
-    judged = gov.review(proposed, snapshot, now)
-    failures: list[str] = []
-    for verdict in judged:
-        log.append(verdict)
-        if verdict.applies:
-            result = world.apply(verdict.action, now)
-            if not result.ok:
-                failures.append(result.detail)
+    for first in gov.review(proposed, snapshot, now):
+        verdict = first
+        if first.outcome is verdicts.Outcome.PENDING_APPROVAL and queue is not None:
+            rid = queue.request(first, approval_ttl_s)
+            verdict = dataclasses.replace(
+                first, reason=f"{first.reason}: run `kopilot approve {rid}`"
+            )
+        judged.append(verdict)
+        _record_and_apply(world, log, verdict, now, failures)
     return CycleReport(time=now, judged=tuple(judged), failures=tuple(failures))
+
+
+def _record_and_apply(
+    world: worlds.World,
+    log: audit.AuditLog,
+    verdict: verdicts.Verdict,
+    now: float,
+    failures: list[str],
+) -> None:
+    log.append(verdict)
+    if verdict.applies:
+        result = world.apply(verdict.action, now)
+        if not result.ok:
+            failures.append(result.detail)

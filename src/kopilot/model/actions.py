@@ -208,3 +208,27 @@ def describe(action: Action) -> str:
         case Recommend():
             what = f"recommend {action.subject} {action.resource} {action.current:g} -> {action.recommended:g}"
     return f"{what} ({action.reason})"
+
+
+def from_record(record: Mapping[str, Any]) -> Action:
+    """Rebuild an action from `to_record` output (e.g. read back from an audit log or a queue)."""
+    by_kind = {k.kind: k for k in KINDS}
+    kind = record.get("kind")
+    cls = by_kind.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown action kind {kind!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    body = {k: v for k, v in record.items() if k in names}
+    if cls is Repartition:
+        layout = body["layout"]
+        body["layout"] = gpus.MigLayout(
+            model=layout["model"],
+            slices=tuple(
+                gpus.MigSlice(profile=s["profile"], start=s["start"]) for s in layout["slices"]
+            ),
+        )
+    if cls is Bind:
+        body["gpu_indices"] = tuple(body.get("gpu_indices", ()))
+    if cls is Alert and "severity" in body:
+        body["severity"] = Severity(body["severity"])
+    return cls(**body)

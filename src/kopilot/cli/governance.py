@@ -1,0 +1,158 @@
+"""`kopilot approve`, `kopilot audit` and `kopilot policy`: the people's side of the guardrails."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from kopilot.cli.app import app
+
+DEFAULT_STATE = Path("kopilot-state")
+
+
+@app.command()
+def approve(
+    request_id: str | None = typer.Argument(
+        None,
+        help="The ID printed in the audit log (`run kopilot approve ID`). Omit to list requests.",
+    ),
+    reject: bool = typer.Option(
+        False, "--reject", help="Refuse the action instead of approving it."
+    ),
+    queue: Path = typer.Option(
+        DEFAULT_STATE / "approvals.jsonl",
+        "--queue",
+        help="The approval queue the controller writes.",
+    ),
+    by: str = typer.Option("", "--by", help="Who decides (recorded with the answer)."),
+) -> None:
+    """Approve (or --reject) an action that waits for a person, or list the waiting ones.
+
+    Actions whose kind the governance policy lists under `require_approval` are queued instead of
+    run. An approved action still passes every other guardrail when the controller applies it on
+    its next cycle; a request nobody answers expires after the policy's `approval_ttl_s`.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from kopilot.governance import approvals
+    from kopilot.model import errors
+
+    console = Console()
+    q = approvals.ApprovalQueue(queue)
+    now = time.time()
+    if request_id is None:
+        table = Table(title=f"approval requests in {queue}")
+        for col in ("id", "state", "requested", "action"):
+            table.add_column(col)
+        for r in sorted(q.requests(now).values(), key=lambda r: r.time):
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.time))
+            table.add_row(r.id, r.state, stamp, r.summary)
+        console.print(table)
+        return
+    try:
+        r = q.decide(request_id, approve=not reject, by=by or "cli", now=now)
+    except errors.InvalidInputError as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"{r.id}: {r.state} - {r.summary}")
+
+
+@app.command()
+def audit(
+    log: Path = typer.Option(
+        DEFAULT_STATE / "audit.jsonl", "--log", "-l", help="The audit log (JSONL)."
+    ),
+    kind: str | None = typer.Option(None, help="Only this action kind (Scale, Cordon, ...)."),
+    outcome: str | None = typer.Option(
+        None, help="Only this outcome: approved, dry-run, refused, pending-approval."
+    ),
+    target: str | None = typer.Option(
+        None, help="Only targets containing this text (e.g. a node or service name)."
+    ),
+    since: float | None = typer.Option(
+        None, help="Only records at or after this time (seconds, the log's clock)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print matching records as JSON lines."),
+    limit: int = typer.Option(50, help="At most this many records (the newest)."),
+) -> None:
+    """Query the append-only audit log: every decision, approved or refused, with its reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from kopilot.governance import audit as audit_log
+    from kopilot.model import errors
+
+    console = Console()
+    err = Console(stderr=True)
+    if not log.exists():
+        err.print(
+            f"[red]error:[/red] no audit log at {log}; pass --log PATH (e.g. kopilot-report/audit-kopilot.jsonl)"
+        )
+        raise typer.Exit(2)
+    torn: list[audit_log.TornRecord] = []
+    try:
+        records = [
+            r
+            for r in audit_log.read(log, torn=torn)
+            if (kind is None or r["action"]["kind"] == kind)
+            and (outcome is None or r["outcome"] == outcome)
+            and (target is None or target in r["action"]["target"])
+            and (since is None or r["time"] >= since)
+        ][-limit:]
+    except (errors.InvalidInputError, KeyError, TypeError) as e:
+        err.print(f"[red]error:[/red] {log}: {e}")
+        raise typer.Exit(2) from e
+    if torn:
+        err.print(
+            f"[yellow]note:[/yellow] line {torn[0].line} is a torn record (a crash mid-write); skipped"
+        )
+    if as_json:
+        for r in records:
+            typer.echo(json.dumps(r, sort_keys=True))
+        return
+    table = Table(title=f"{len(records)} records from {log}")
+    for col in ("seq", "time", "outcome", "action", "why"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(str(r["seq"]), f"{r['time']:.0f}", r["outcome"], r["summary"], r["verdict"])
+    console.print(table)
+
+
+@app.command()
+def policy(
+    path: Path | None = typer.Argument(None, help="A governance policy YAML file to check."),
+    schema: bool = typer.Option(False, "--schema", help="Print the policy file's JSON schema."),
+) -> None:
+    """Check a governance policy file (guardrails), or print its schema.
+
+    Exit 0 and a summary when the file is valid; exit 2 with the field and the reason when not.
+    """
+    from rich.console import Console
+
+    from kopilot.governance import policyfile
+    from kopilot.model import errors
+
+    console = Console()
+    if schema:
+        typer.echo(json.dumps(policyfile.json_schema(), indent=2, sort_keys=True))
+        return
+    if path is None:
+        Console(stderr=True).print("[red]error:[/red] give a policy file to check, or --schema")
+        raise typer.Exit(2)
+    try:
+        p = policyfile.load(path)
+    except errors.InvalidInputError as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    r = p.rails
+    console.print(
+        f"{path}: valid. dry-run={'on' if r.dry_run else 'off'}, "
+        f"namespaces={sorted(r.allowed_namespaces) if r.allowed_namespaces is not None else 'all'}, "
+        f"kinds={sorted(r.allowed_kinds) if r.allowed_kinds is not None else 'all'}, "
+        f"max cordoned nodes={r.max_cordoned_nodes}, max disrupted={r.max_disrupted_fraction:.0%}, "
+        f"needs approval={sorted(r.require_approval) or 'nothing'}"
+    )

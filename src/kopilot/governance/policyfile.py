@@ -1,0 +1,158 @@
+"""The governance policy file: people's guardrails in YAML, checked against a schema.
+
+```yaml
+dry_run: false
+allowed_namespaces: [ml-prod, ml-staging]   # omit for all
+allowed_kinds: [Scale, Alert, Cordon]       # omit for all
+window_s: 600
+max_per_kind: {Scale: 100, Cordon: 2, Restart: 5}
+max_per_target: 20
+cooldown_s: {Restart: 600, Cordon: 900}
+max_cordoned_nodes: 2
+max_disrupted_fraction: 0.25
+max_scale_step: 10
+require_approval: [Cordon, Repartition]
+approval_ttl_s: 3600
+```
+
+A bad file is rejected with the field and the reason; `PolicyHolder.reload` then keeps the policy
+that was in force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydantic
+import yaml
+
+from kopilot.governance import guardrails
+from kopilot.model import actions, errors
+
+KIND_NAMES = tuple(k.kind for k in actions.KINDS)
+_DEFAULTS = guardrails.Guardrails()
+
+
+class PolicySchema(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    dry_run: bool = True
+    allowed_namespaces: list[str] | None = None
+    allowed_kinds: list[str] | None = None
+    window_s: float = pydantic.Field(default=_DEFAULTS.window_s, gt=0)
+    max_per_kind: dict[str, int] = pydantic.Field(
+        default_factory=lambda: dict(_DEFAULTS.max_per_kind)
+    )
+    max_per_target: int = pydantic.Field(default=_DEFAULTS.max_per_target, ge=0)
+    cooldown_s: dict[str, float] = pydantic.Field(
+        default_factory=lambda: dict(_DEFAULTS.cooldown_s)
+    )
+    max_cordoned_nodes: int = pydantic.Field(default=_DEFAULTS.max_cordoned_nodes, ge=0)
+    max_disrupted_fraction: float = pydantic.Field(
+        default=_DEFAULTS.max_disrupted_fraction, ge=0, le=1
+    )
+    max_scale_step: int | None = pydantic.Field(default=None, ge=1)
+    require_approval: list[str] = pydantic.Field(default_factory=list)
+    approval_ttl_s: float = pydantic.Field(default=3600.0, gt=0)
+
+    @pydantic.field_validator("allowed_kinds", "require_approval")
+    @classmethod
+    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
+        for kind in v or []:
+            if kind not in KIND_NAMES:
+                raise ValueError(f"unknown action kind {kind!r}; kinds are {list(KIND_NAMES)}")
+        return v
+
+    @pydantic.field_validator("max_per_kind", "cooldown_s")
+    @classmethod
+    def _known_keys(cls, v: dict[str, float]) -> dict[str, float]:
+        for kind, limit in v.items():
+            if kind not in KIND_NAMES:
+                raise ValueError(f"unknown action kind {kind!r}; kinds are {list(KIND_NAMES)}")
+            if limit < 0:
+                raise ValueError(f"{kind}: must be >= 0, got {limit}")
+        return v
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    rails: guardrails.Guardrails
+    approval_ttl_s: float
+
+
+def from_schema(p: PolicySchema) -> Policy:
+    rails = guardrails.Guardrails(
+        dry_run=p.dry_run,
+        allowed_namespaces=frozenset(p.allowed_namespaces)
+        if p.allowed_namespaces is not None
+        else None,
+        allowed_kinds=frozenset(p.allowed_kinds) if p.allowed_kinds is not None else None,
+        window_s=p.window_s,
+        max_per_kind={**_DEFAULTS.max_per_kind, **p.max_per_kind},
+        max_per_target=p.max_per_target,
+        cooldown_s=dict(p.cooldown_s),
+        max_cordoned_nodes=p.max_cordoned_nodes,
+        max_disrupted_fraction=p.max_disrupted_fraction,
+        max_scale_step=p.max_scale_step,
+        require_approval=frozenset(p.require_approval),
+    )
+    return Policy(rails=rails, approval_ttl_s=p.approval_ttl_s)
+
+
+def parse(text: str, source: str) -> Policy:
+    """Parse a policy document; InvalidInputError names the source, the field and the reason."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise errors.InvalidInputError(f"policy {source}: not valid YAML ({e})") from e
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise errors.InvalidInputError(
+            f"policy {source}: the top level must be a mapping of fields"
+        )
+    try:
+        return from_schema(PolicySchema.model_validate(raw))
+    except pydantic.ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise errors.InvalidInputError(f"policy {source}: {problems}") from e
+
+
+def load(path: Path) -> Policy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise errors.InvalidInputError(f"policy {path}: cannot read it ({e.strerror})") from e
+    return parse(text, str(path))
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON schema of the policy file (for editors and for `kopilot policy --schema`)."""
+    return PolicySchema.model_json_schema()
+
+
+class PolicyHolder:
+    """The policy in force. A reload that fails keeps the old policy and reports why."""
+
+    def __init__(self, path: Path | None, initial: Policy | None = None) -> None:
+        self.path = path
+        self.policy = initial or from_schema(PolicySchema())
+        self.last_error: str | None = None
+        if path is not None:
+            self.policy = load(path)
+
+    def reload(self) -> bool:
+        """Re-read the file; True if the new policy is now in force."""
+        if self.path is None:
+            return False
+        try:
+            self.policy = load(self.path)
+        except errors.InvalidInputError as e:
+            self.last_error = str(e)
+            return False
+        self.last_error = None
+        return True
