@@ -1,13 +1,19 @@
-"""Command-line entry point: `kopilot --help` lists every command."""
+"""Command-line entry point: `kopilot --help` lists every command.
+
+Each module in this package (other than `app`) registers its commands on `app` when imported; they
+are all imported here, in name order, so adding a command means adding a module.
+"""
 
 from __future__ import annotations
 
-from kopilot.cli import scaler as _scaler  # noqa: F401  (registers the command)
-from kopilot.cli import advise as _advise  # noqa: F401  (registers the command)
-from kopilot.cli import serve as _serve  # noqa: F401  (registers the command)
-from kopilot.cli import governance as _governance  # noqa: F401  (registers the commands)
-from kopilot.cli import simulate as _simulate  # noqa: F401  (registers the command)
+import importlib
+import pkgutil
+
 from kopilot.cli.app import app
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _info.name not in {"app", "__main__"}:
+        importlib.import_module(f"{__name__}.{_info.name}")
 
 
 def main() -> None:
