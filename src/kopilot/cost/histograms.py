@@ -38,9 +38,7 @@ class ExponentialBuckets:
     @property
     def num_buckets(self) -> int:
         r = self.ratio
-        return (
-            math.ceil(math.log(self.max_value * (r - 1) / self.first_bucket_size + 1, r)) + 1
-        )
+        return math.ceil(math.log(self.max_value * (r - 1) / self.first_bucket_size + 1, r)) + 1
 
     def find_bucket(self, value: float) -> int:
         if value < self.first_bucket_size:
