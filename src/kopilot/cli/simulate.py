@@ -43,7 +43,14 @@ def simulate(
     The same seed and inputs give byte-identical reports and audit logs.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskID,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from kopilot.kits import randomness
     from kopilot.model import errors
@@ -85,7 +92,7 @@ def simulate(
         disable=quiet,
         transient=False,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(what: str, fraction: float) -> None:
             if what not in tasks:
