@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test control plane from Go modules (Go module proxy only): etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler (from the wrapper module in this folder) and kwok.
+# kube-controller-manager, kube-scheduler (from the wrapper module in this folder), kwok, and helm
+# (to render and apply deploy/helm charts in the tests).
 # Output: $KOPILOT_CACHE/controlplane/<K8S_VERSION>/bin. Does nothing when all binaries are there.
 # Go's module and build caches live under $KOPILOT_CACHE/go, so a re-run is instant.
 set -euo pipefail
@@ -9,7 +10,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/versions.env"
 export KOPILOT_CACHE="${KOPILOT_CACHE:-$HOME/.cache/kopilot}"
 DEST="$KOPILOT_CACHE/controlplane/$K8S_VERSION"
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm)
 KWOK_STAGES=(node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease
   pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete)
 
@@ -58,6 +59,11 @@ if [ ! -x "$STAGE/kwok" ]; then
   # kwok is its own module (no replace directives): go install honours its go.mod/go.sum as-is.
   GOBIN="$STAGE" GOFLAGS="${GOFLAGS/-mod=readonly/}" \
     go install -ldflags "$LDFLAGS" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+fi
+if [ ! -x "$STAGE/helm" ]; then
+  step "building helm $HELM_VERSION"
+  GOBIN="$STAGE" GOFLAGS="${GOFLAGS/-mod=readonly/}" \
+    go install -ldflags "$LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 if [ ! -s "$STAGE/kwok-stages.yaml" ]; then
   # kwok needs Stage objects saying how nodes and pods progress; take kwok's own "fast" set

@@ -26,22 +26,35 @@ def binaries() -> controlplane.Binaries:
     return controlplane.pinned_binaries(cache=cache, versions_file=versions)
 
 
+def _missing(what: str, where: Path) -> None:
+    """Skip locally, fail under CI=true: CI must never pass by not running these tests."""
+    message = (
+        f"{what} missing in {where}. Build them with `bash scripts/setup.d/50-controlplane.sh`."
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.ControlPlane]:
     """The running control plane; stopped (every process killed) at the end of the session."""
     found = binaries()
     missing = found.missing()
     if missing:
-        message = (
-            f"control-plane binaries missing in {found.bin_dir}: {', '.join(missing)}. "
-            "Build them with `bash scripts/setup.d/50-controlplane.sh`."
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        _missing(f"control-plane binaries ({', '.join(missing)})", found.bin_dir)
     workdir = tmp_path_factory.mktemp("controlplane")
     with controlplane.running(binaries=found, workdir=workdir, clock=clocks.WallClock()) as cp:
         yield cp
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The pinned helm binary built beside the control plane."""
+    path = binaries().bin_dir / "helm"
+    if not os.access(path, os.X_OK):
+        _missing("helm", path.parent)
+    return path
 
 
 @pytest.fixture(scope="session")
