@@ -6,7 +6,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kopilot.health import streaming, zscores
+from kopilot.health import (
+    contexts,
+    ensembles,
+    likelihood,
+    streaming,
+    zscores,
+)
 
 
 class Null:
@@ -23,8 +29,46 @@ class Null:
         return np.zeros(self._n)
 
 
+class ZScoreLikelihood:
+    """Rolling |z| as the raw score, HTM's anomaly likelihood on top."""
+
+    def __init__(self, n_streams: int) -> None:
+        self._z = zscores.RollingZScore(n_streams, window=1000)
+        self._likelihood = likelihood.AnomalyLikelihood(n_streams)
+
+    @property
+    def streams(self) -> int:
+        return self._z.streams
+
+    def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
+        raw = np.abs(self._z.zscores(values))
+        return self._likelihood.update(np.where(np.isnan(values), np.nan, raw))
+
+
+def _member(index: int) -> Callable[[int], streaming.Detector]:
+    def make(n: int) -> streaming.Detector:
+        members = ensembles.members_for(n, ensembles.EnsembleSettings())
+        return ensembles.Single(members[index])
+
+    return make
+
+
+def _describe() -> list[str]:
+    s = ensembles.EnsembleSettings()
+    names = [f"member: z-score (window {z.window}, smoothing {z.smoothing:g})" for z in s.zscores]
+    names += [f"member: contexts ({c.levels} levels, scales {c.scales})" for c in s.contexts]
+    return names
+
+
 DETECTORS: dict[str, Callable[[int], streaming.Detector]] = {
+    "kopilot ensemble (mean)": ensembles.default,
+    "kopilot ensemble, max instead of mean": lambda n: ensembles.default(
+        n, ensembles.EnsembleSettings(combine="max")
+    ),
+    **{name: _member(i) for i, name in enumerate(_describe())},
     "null": Null,
     "static threshold": zscores.StaticThreshold,
-    "rolling z-score": zscores.RollingZScore,
+    "rolling z-score (raw)": zscores.RollingZScore,
+    "context novelty (raw)": contexts.ContextNovelty,
+    "rolling z-score + HTM likelihood": ZScoreLikelihood,
 }

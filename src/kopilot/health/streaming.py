@@ -19,6 +19,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 _LOG10 = math.log(10.0)
+_LOG_POLY0 = math.log(0.254829592 - 0.284496736 + 1.421413741 - 1.453152027 + 1.061405429)
 
 
 class Detector(Protocol):
@@ -55,8 +56,9 @@ def log10_tail(z: FloatArray) -> FloatArray:
     poly = t * (
         0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
     )
-    log_erfc = np.log(poly) - x * x  # erfc(x) ~ poly * exp(-x^2) for x >= 0
-    upper = (log_erfc - math.log(2.0)) / _LOG10  # log10 Q(|z|)
+    # erfc(x) ~ poly * exp(-x^2) for x >= 0; dividing by poly(0) makes erfc(0) exactly 1.
+    log_erfc = np.log(poly) - _LOG_POLY0 - x * x
+    upper = np.minimum((log_erfc - math.log(2.0)) / _LOG10, math.log10(0.5))  # log10 Q(|z|)
     lower = np.log10(np.maximum(1.0 - 10.0**upper, 1e-300))  # log10 Q(-|z|) = log10(1 - Q(|z|))
     return np.where(z >= 0, upper, lower)
 

@@ -12,13 +12,19 @@ from kopilot.health import streaming
 class RollingZScore:
     """|x - mean| / std with an exponentially weighted mean and variance (window ~ `window`).
 
-    The score is the two-sided Gaussian tail of the z-score, mapped by `streaming.surprise_score`.
-    The first `warmup` points of each stream only learn (score 0).
+    With `smoothing` > 1 the value is first smoothed (exponential average over ~`smoothing`
+    points), so that a short burst counts more than a single odd point. The score is the two-sided
+    Gaussian tail of the z-score, mapped by `streaming.surprise_score`; `surprise` gives the raw
+    `-log10` tail instead. The first `warmup` points of each stream only learn (score 0).
     """
 
-    def __init__(self, n_streams: int, *, window: int = 200, warmup: int = 100) -> None:
+    def __init__(
+        self, n_streams: int, *, window: int = 200, warmup: int = 100, smoothing: float = 1.0
+    ) -> None:
         self._n = n_streams
         self._alpha = 1.0 / window
+        self._smoothing = 1.0 / smoothing
+        self._smooth = np.zeros(n_streams)
         self._warmup = warmup
         self._count = np.zeros(n_streams, dtype=np.int64)
         self._mean = np.zeros(n_streams)
@@ -31,6 +37,11 @@ class RollingZScore:
     def zscores(self, values: streaming.FloatArray) -> streaming.FloatArray:
         """Signed z-score of each value against the state before it; updates the state."""
         seen = ~np.isnan(values)
+        if self._smoothing < 1.0:
+            a0 = np.maximum(self._smoothing, 1.0 / (self._count + 1.0))
+            step = np.where(seen, a0 * (np.nan_to_num(values) - self._smooth), 0.0)
+            self._smooth = self._smooth + step
+            values = np.where(seen, self._smooth, np.nan)
         x = np.where(seen, values, self._mean)
         std = np.sqrt(self._var) + 1e-9 * (1.0 + np.abs(self._mean))
         z = np.where(seen & (self._count >= self._warmup), (x - self._mean) / std, 0.0)
@@ -42,9 +53,13 @@ class RollingZScore:
         self._count = self._count + seen
         return z
 
-    def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
+    def surprise(self, values: streaming.FloatArray) -> streaming.FloatArray:
+        """`-log10` of the two-sided tail probability of each value's z-score."""
         z = self.zscores(values)
-        return streaming.surprise_score(streaming.log10_tail(np.abs(z)) + math.log10(2.0))
+        return np.maximum(-(streaming.log10_tail(np.abs(z)) + math.log10(2.0)), 0.0)
+
+    def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
+        return streaming.surprise_score(-self.surprise(values))
 
 
 class StaticThreshold:

@@ -1,0 +1,128 @@
+"""Streaming detectors: they flag what they should, stay quiet otherwise, and streams don't mix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kopilot.health import (
+    calibration,
+    contexts,
+    ensembles,
+    likelihood,
+    streaming,
+    suppression,
+    zscores,
+)
+
+
+def noisy(steps: int, streams: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)[:, None]
+    return 50 + 10 * np.sin(2 * np.pi * t / 100) + rng.normal(0, 1, (steps, streams))
+
+
+@pytest.mark.parametrize("z", [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, -1.5])
+def test_log10_tail_matches_erfc(z: float) -> None:
+    expected = math.log10(0.5 * math.erfc(z / math.sqrt(2)))
+    # Abramowitz-Stegun 7.1.26: a few per cent relative error at most, deep in the tail.
+    assert float(streaming.log10_tail(np.array([z]))[0]) == pytest.approx(expected, abs=1e-2)
+
+
+def test_log10_tail_does_not_underflow_far_in_the_tail() -> None:
+    value = float(streaming.log10_tail(np.array([40.0]))[0])
+    assert np.isfinite(value)
+    assert -352 < value < -345
+
+
+def test_rolling_zscore_scores_a_spike_above_every_ordinary_point() -> None:
+    x = noisy(800, 1)
+    x[600, 0] += 30
+    out = streaming.run(zscores.RollingZScore(1, window=200), x)[:, 0]
+    assert int(np.argmax(out)) == 600
+    assert out[:100].max() == 0.0  # warm-up
+
+
+def test_missing_points_leave_the_state_unchanged_and_score_zero() -> None:
+    x = noisy(400, 1)
+    with_gap = x.copy()
+    with_gap[300:310] = np.nan
+    a = zscores.RollingZScore(1)
+    b = zscores.RollingZScore(1)
+    out_a = streaming.run(a, np.delete(x, range(300, 310), axis=0))
+    out_b = streaming.run(b, with_gap)
+    assert np.all(out_b[300:310] == 0.0)
+    np.testing.assert_allclose(out_a[300:], out_b[310:])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: zscores.RollingZScore(n, smoothing=3),
+        zscores.StaticThreshold,
+        contexts.ContextNovelty,
+        ensembles.default,
+    ],
+    ids=["zscore", "static", "contexts", "ensemble"],
+)
+def test_streams_are_independent(make) -> None:
+    x = noisy(700, 3, seed=5)
+    x[500:520, 1] += 40
+    x[100:200, 2] = np.nan
+    together = streaming.run(make(3), x)
+    alone = np.column_stack([streaming.run(make(1), x[:, [j]])[:, 0] for j in range(3)])
+    np.testing.assert_allclose(together, alone, atol=1e-12)
+
+
+def test_context_novelty_flags_a_missing_cycle_but_not_a_repeated_one() -> None:
+    t = np.arange(3000)
+    x = np.where((t % 100) < 40, 80.0, 20.0)  # a square wave, "daily" highs
+    x = x.astype(float)
+    x[2000:2100] = 20.0  # one high phase missing
+    detector = contexts.ContextNovelty(1)
+    out = np.array([detector.surprise(np.array([v]))[0] for v in x])
+    assert out[2000:2150].max() > 3 * out[1000:2000].max()
+
+
+def test_empirical_tail_reports_rarity_in_the_streams_own_history() -> None:
+    cal = calibration.EmpiricalTail(2, learning=0, half_life=None)
+    rng = np.random.default_rng(0)
+    for _ in range(999):
+        cal.update(np.array([rng.uniform(0, 1), rng.uniform(0, 10)]))
+    out = cal.update(np.array([20.0, 20.0]))
+    # Both are records over 999 past scores, p = 1/1000, whatever each stream's scale.
+    np.testing.assert_allclose(out, 3.0 + 0.01 * 20.0, atol=1e-9)
+
+
+def test_peak_filter_turns_a_burst_into_one_detection() -> None:
+    f = suppression.PeakFilter(1, hold=50)
+    burst = [0.1, 0.9, 0.8, 0.85, 0.7, 0.1]
+    out = [float(f.update(np.array([s]))[0]) for s in burst]
+    assert out == [0.1, 0.9, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_anomaly_likelihood_flags_a_raise_in_the_raw_score_habit() -> None:
+    rng = np.random.default_rng(2)
+    raw = np.abs(rng.normal(0, 1, (1500, 1)))
+    raw[1200:1230] += 3.0
+    out = streaming.run(likelihood.AnomalyLikelihood(1, learning=300), raw)[:, 0]
+    assert out[1200:1240].max() > 0.5
+    assert out[300:1200].max() < out[1200:1240].max() / 2
+
+
+def test_ensemble_fires_on_a_level_shift_and_a_spike_not_on_the_cycle() -> None:
+    x = noisy(3000, 2, seed=9)
+    x[2000:, 0] += 25.0  # level shift
+    x[2500, 1] += 60.0  # spike
+    out = streaming.run(ensembles.default(2), x)
+    quiet = out[500:2000].max()
+    assert out[2000:2050, 0].max() > quiet
+    assert out[2500, 1] > quiet
+    assert np.all((out >= 0) & (out < 1))
+
+
+def test_ensemble_needs_members_on_the_same_streams() -> None:
+    with pytest.raises(ValueError, match="same streams"):
+        ensembles.Ensemble([zscores.RollingZScore(2), zscores.RollingZScore(3)])
