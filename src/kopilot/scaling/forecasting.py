@@ -1,0 +1,224 @@
+"""Choosing a forecaster per service by rolling backtest, and turning it into quantile forecasts.
+
+What the scaler needs is not the demand at one instant but the *peak* demand over the window a new
+replica must cover: (now, now + cold start + margin]. So the backtest asks each forecaster, at
+many origins in the last stretch of history, for its point path over that window, and compares
+the path's maximum with the window's real maximum. The errors, scaled by the forecast level
+plus the mean demand (noise grows with demand, but bursts from near zero must not explode), give a calibrated quantile (split-conformal: the model is
+fitted before the backtest stretch and judged on it); the forecaster with the lowest pinball loss
+at the wanted quantile wins and is refitted on the whole history.
+
+`Fitted.quantiles` gives quantile paths over any horizon, `Fitted.peak` the quantile of the
+window peak that the policy plans with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kopilot.model import series
+from kopilot.scaling import forecasters, periods
+
+DAY = periods.DAY
+MIN_IDLE_ORIGINS = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fitted:
+    """A chosen, calibrated forecaster for one service."""
+
+    model: forecasters.Model
+    period: periods.Period
+    step: float
+    horizon: int
+    """The peak window (in steps) the calibration was made for."""
+    quantile: float
+    peak_error: float
+    """The `quantile` of (real peak - forecast peak) / (forecast peak + scale) in the backtest."""
+    errors: tuple[float, ...]
+    """All scaled peak errors of the backtest, sorted (for other quantiles)."""
+    scale: float
+    """Added to the forecast before scaling errors: the mean demand. Errors are thus relative at
+    high demand and absolute near zero, where a relative error would explode on a burst."""
+    idle_peak: float | None = None
+    """Calibrated separately where the forecast peak is idle (at most `idle_level`): the
+    `quantile` of the real peak there, in req/s. None when the backtest had too few such origins.
+    Without it, errors learnt at busy times would keep a forecast-idle service from zero."""
+    idle_level: float = 0.0
+    scores: Mapping[str, float] = field(default_factory=dict)
+    """Pinball loss of every candidate in the backtest (lower is better)."""
+    fitted_at: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def peak(self, grid: forecasters.Grid, horizon: int) -> tuple[float, float]:
+        """(point peak, calibrated `quantile` of the peak) over the next `horizon` steps."""
+        path = self.model.forecast(grid, max(1, horizon))
+        point = float(path.max())
+        if self.idle_peak is not None and point <= self.idle_level:
+            return point, self.idle_peak
+        return point, max(0.0, point + self.peak_error * (point + self.scale))
+
+    def quantiles(
+        self, grid: forecasters.Grid, horizon: int, levels: Sequence[float]
+    ) -> dict[float, series.FloatArray]:
+        """Quantile paths for the next `horizon` steps, one per level in `levels`.
+
+        Step-wise quantiles reuse the scaled peak errors: conservative for the upper levels
+        (a window peak is harder to hit than one step), which is the side a scaler cares about.
+        """
+        path = self.model.forecast(grid, max(1, horizon))
+        errs = np.array(self.errors) if self.errors else np.zeros(1)
+        out: dict[float, series.FloatArray] = {}
+        for level in levels:
+            if not 0.0 < level < 1.0:
+                raise ValueError(f"quantile level must be in (0, 1), got {level}")
+            e = float(np.quantile(errs, level))
+            out[level] = np.maximum(0.0, path + e * (path + self.scale))
+        return out
+
+
+def _pinball(actual: np.ndarray, predicted: np.ndarray, q: float) -> float:
+    diff = actual - predicted
+    return float(np.mean(np.maximum(q * diff, (q - 1.0) * diff)))
+
+
+def _conformal_level(n: int, q: float) -> float:
+    return min(1.0, math.ceil((n + 1) * q) / n)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Trial:
+    name: str
+    errors: np.ndarray
+    loss: float
+    error_q: float
+    idle_peak: float | None
+
+
+def _trial(
+    forecaster: forecasters.Forecaster,
+    grid: forecasters.Grid,
+    *,
+    split: int,
+    period_steps: int,
+    horizon: int,
+    quantile: float,
+    scale: float,
+    idle_level: float,
+    max_origins: int,
+) -> _Trial | None:
+    model = forecaster.fit(grid.head(split), period_steps)
+    if model is None:
+        return None
+    n = len(grid)
+    last = n - horizon - 1
+    if last < split:
+        return None
+    origins = np.unique(
+        np.linspace(split - 1, last, num=min(max_origins, last - split + 2)).astype(int)
+    )
+    y = grid.values
+    predicted = np.empty(origins.size)
+    actual = np.empty(origins.size)
+    for i, o in enumerate(origins.tolist()):
+        path = model.forecast(grid.head(o + 1), horizon)
+        predicted[i] = path.max()
+        actual[i] = y[o + 1 : o + 1 + horizon].max()
+    idle = predicted <= idle_level
+    busy = ~idle if idle.sum() >= MIN_IDLE_ORIGINS else np.ones(origins.size, dtype=bool)
+    errors = (actual[busy] - predicted[busy]) / (np.maximum(predicted[busy], 0.0) + scale)
+    error_q = float(np.quantile(errors, _conformal_level(errors.size, quantile)))
+    planned = np.maximum(0.0, predicted + error_q * (np.maximum(predicted, 0.0) + scale))
+    idle_peak = None
+    if idle.sum() >= MIN_IDLE_ORIGINS:
+        idle_peak = float(np.quantile(actual[idle], _conformal_level(int(idle.sum()), quantile)))
+        planned[idle] = idle_peak
+    return _Trial(
+        name=model.name,
+        errors=np.sort(errors),
+        loss=_pinball(actual, planned, quantile),
+        error_q=error_q,
+        idle_peak=idle_peak,
+    )
+
+
+def select(
+    history: series.Series,
+    *,
+    step: float,
+    horizon: int,
+    quantile: float,
+    now: float,
+    candidates: Sequence[forecasters.Forecaster] = forecasters.ALL,
+    max_history_s: float = 14 * DAY,
+    max_origins: int = 240,
+    min_steps: int = 24,
+) -> Fitted | None:
+    """Pick and calibrate the best forecaster for this history, or None if there is too little.
+
+    `horizon` is the peak window in steps; `quantile` the level the policy plans at.
+    """
+    grid = forecasters.regular(history, step, since=now - max_history_s)
+    n = len(grid)
+    if n < max(min_steps, 3 * horizon + 4):
+        return None
+    period = periods.detect(history.since(now - max_history_s))
+    period_steps = round(period.seconds / step) if period is not periods.Period.NONE else 0
+    span = min(n // 3, max(round(DAY / step), 30 * horizon))
+    if period_steps and n - span < 2 * period_steps:
+        span = min(n // 3, max(n - 2 * period_steps, 3 * horizon + 2))
+    split = n - span
+    scale = max(float(np.mean(grid.values)), 1e-6)
+    idle_level = 0.01 * scale
+    trials: list[tuple[_Trial, forecasters.Forecaster]] = []
+    for candidate in candidates:
+        trial = _trial(
+            candidate,
+            grid,
+            split=split,
+            period_steps=period_steps,
+            horizon=horizon,
+            quantile=quantile,
+            scale=scale,
+            idle_level=idle_level,
+            max_origins=max_origins,
+        )
+        if trial is not None and math.isfinite(trial.loss):
+            trials.append((trial, candidate))
+    if not trials:
+        return None
+    best, chosen = min(trials, key=lambda tc: tc[0].loss)
+    model = chosen.fit(grid, period_steps)
+    if model is None:
+        return None
+    return Fitted(
+        model=model,
+        period=period,
+        step=step,
+        horizon=horizon,
+        quantile=quantile,
+        peak_error=best.error_q,
+        errors=tuple(float(e) for e in best.errors),
+        scale=scale,
+        idle_peak=best.idle_peak,
+        idle_level=idle_level,
+        scores={t.name: round(t.loss, 6) for t, _ in trials},
+        fitted_at=now,
+    )
+
+
+def infer_step(history: series.Series) -> float | None:
+    """The sampling step of a series: the median spacing of its last 200 samples."""
+    t = history.times[-201:]
+    if t.size < 3:
+        return None
+    d = np.diff(t)
+    d = d[d > 0]
+    return float(np.median(d)) if d.size else None

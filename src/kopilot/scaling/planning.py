@@ -1,0 +1,240 @@
+"""kopilot's forecast-driven, cold-start-aware scaling policy.
+
+Per service, each decision:
+
+1. The data-quality gate (`quality`) checks the recent demand history. If it fails, the reactive
+   rule decides (hold, or scale up to what the last good sample needs; never down, never to
+   zero) and the action's reason says why.
+2. A forecaster is chosen and calibrated by rolling backtest (`forecasting.select`), cached in the
+   state and refitted every `refit_every_s` (sooner while the history is still short).
+3. Replicas needed = the `quantile` of peak demand over (now, now + cold start + one step +
+   margin] ÷ per-replica capacity: what a replica started now must be ready for. Scale up at once.
+4. Reactive floor: never fewer replicas than the current load needs.
+5. Scale down only when the forecast says it is safe over a longer window (`hold_s` more), so a
+   replica is not dropped just before the forecast needs it again.
+6. Scale to zero when the forecast peak over the long window is idle (and the service allows it);
+   the same forecast pre-warms replicas a cold start ahead of the demand's return.
+
+Pure: no I/O, no clock; fits are cached in the returned state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kopilot.model import actions, cluster, decisions, series
+from kopilot.scaling import forecasters, forecasting, quality
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanSettings:
+    quantile: float = 0.95
+    """The forecast quantile of peak demand that replicas are planned for."""
+    margin_s: float = 15.0
+    """Extra lead time beyond the cold start and one sampling step."""
+    hold_s: float = 300.0
+    """Scale down only if the forecast allows it for this much longer than the scale-up window."""
+    refit_every_s: float = 6 * 3600.0
+    max_history_s: float = 14 * 86400.0
+    idle_fraction: float = 0.01
+    """Forecast demand below this fraction of one replica's capacity counts as idle."""
+    fallback_utilization: float = 0.8
+    """Without a forecast (too little history), scale like an HPA targeting this utilisation."""
+    gate: quality.QualitySettings = field(default_factory=quality.QualitySettings)
+    candidates: tuple[forecasters.Forecaster, ...] = forecasters.ALL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceState:
+    fitted: forecasting.Fitted | None = None
+    fitted_span_s: float = 0.0
+    """How much history the cached fit saw."""
+    attempted_at: float = -math.inf
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """The replica count one service should have now, and why."""
+
+    replicas: int
+    reason: str
+    evidence: Mapping[str, float | int | str]
+    gated: bool = False
+
+
+def _last_finite(history: series.Series | None) -> float | None:
+    if history is None or len(history) == 0:
+        return None
+    tail = history.values[-50:]
+    ok = tail[np.isfinite(tail) & (tail >= 0)]
+    return float(ok[-1]) if ok.size else None
+
+
+def _clamp(replicas: int, svc: cluster.ModelService) -> int:
+    return min(max(replicas, svc.min_replicas), svc.max_replicas)
+
+
+def _needed(rps: float, capacity: float) -> int:
+    return max(0, math.ceil(rps / capacity - 1e-9))
+
+
+def _needs_refit(
+    st: ServiceState,
+    history: series.Series,
+    *,
+    step: float,
+    horizon: int,
+    now: float,
+    s: PlanSettings,
+) -> bool:
+    fitted = st.fitted
+    if fitted is None:
+        # Not enough history last time: try again once it has grown by a quarter (or 10 steps).
+        span = float(history.times[-1] - history.times[0])
+        return span >= st.fitted_span_s * 1.25 or span - st.fitted_span_s >= 10 * step
+    if fitted.horizon != horizon or not math.isclose(fitted.step, step, rel_tol=0.01):
+        return True
+    if now - fitted.fitted_at >= s.refit_every_s:
+        return True
+    span = min(s.max_history_s, float(history.times[-1] - history.times[0]))
+    return span >= 1.5 * st.fitted_span_s
+
+
+def plan_service(
+    svc: cluster.ModelService,
+    history: series.Series | None,
+    st: ServiceState,
+    now: float,
+    s: PlanSettings,
+) -> tuple[Plan, ServiceState]:
+    """The plan for one service, and its next state."""
+    cap = svc.capacity_rps
+    step = forecasting.infer_step(history) if history is not None else None
+    verdict = quality.check(history, now, step, s.gate)
+    current = _last_finite(history)
+    floor = _needed(current, cap) if current is not None else 0
+    if not verdict.ok or history is None or step is None:
+        target = _clamp(max(svc.replicas, floor), svc)
+        reason = (
+            f"data-quality gate: {verdict.summary}; reactive fallback holds or scales up only "
+            f"({target} replicas"
+            + (f", last good demand {current:.2f} req/s)" if current is not None else ")")
+        )
+        gate: dict[str, float | int | str] = {"gate": verdict.summary, "floor": floor}
+        return Plan(replicas=target, reason=reason, evidence=gate, gated=True), st
+
+    lead_s = svc.cold_start_s + step + s.margin_s
+    horizon = max(1, math.ceil(lead_s / step))
+    horizon_down = horizon + max(0, math.ceil(s.hold_s / step))
+    if _needs_refit(st, history, step=step, horizon=horizon, now=now, s=s):
+        fitted = forecasting.select(
+            history,
+            step=step,
+            horizon=horizon,
+            quantile=s.quantile,
+            now=now,
+            candidates=s.candidates,
+            max_history_s=s.max_history_s,
+        )
+        span = min(s.max_history_s, float(history.times[-1] - history.times[0]))
+        st = ServiceState(fitted=fitted, fitted_span_s=span, attempted_at=now)
+    fitted = st.fitted
+    if fitted is None:
+        need = math.ceil((current or 0.0) / (s.fallback_utilization * cap) - 1e-9)
+        target = _clamp(max(need, 1 if svc.replicas > 0 or floor > 0 else 0), svc)
+        reason = (
+            f"not enough demand history to forecast yet ({len(history)} samples); reactive rule: "
+            f"{current or 0.0:.2f} req/s at {s.fallback_utilization:.0%} of "
+            f"{cap:g} req/s per replica -> {target}"
+        )
+        return Plan(replicas=target, reason=reason, evidence={"floor": floor}), st
+
+    lookback = max(fitted.model.lookback, 1) + 2
+    grid = forecasters.regular(history, step, since=now - lookback * step - step / 2)
+    point, peak = fitted.peak(grid, horizon)
+    _, peak_down = fitted.peak(grid, horizon_down)
+    idle = s.idle_fraction * cap
+    need_up = 0 if peak < idle else _needed(peak, cap)
+    need_down = 0 if peak_down < idle and (current or 0.0) < idle else _needed(peak_down, cap)
+    up = max(need_up, floor)
+    down = max(need_down, floor)
+    q = f"p{round(s.quantile * 100)}"
+    where = f"{fitted.name}, {fitted.period.label} period"
+    if up > svc.replicas:
+        target = up
+        why = (
+            f"forecast {q} peak demand {peak:.2f} req/s over the next {horizon * step:.0f} s "
+            f"(cold start {svc.cold_start_s:.0f} s + step + margin; {where}) needs {need_up} "
+            f"replicas of {cap:g} req/s"
+        )
+        if floor > need_up:
+            why = f"reactive floor: current load {current:.2f} req/s needs {floor} replicas"
+    elif down < svc.replicas:
+        target = down
+        why = (
+            f"forecast {q} peak demand over the next {horizon_down * step:.0f} s is "
+            f"{peak_down:.2f} req/s ({where}): {down} replicas are enough"
+        )
+        if down == 0:
+            why = (
+                f"forecast idle over the next {horizon_down * step:.0f} s ({q} peak "
+                f"{peak_down:.3f} req/s, {where}): scale to zero"
+            )
+    else:
+        target = svc.replicas
+        why = f"forecast {q} peak {peak:.2f} req/s: hold {target} replicas ({where})"
+    target = _clamp(target, svc)
+    evidence: dict[str, float | int | str] = {
+        "forecaster": fitted.name,
+        "period": fitted.period.label,
+        "quantile": s.quantile,
+        "forecast_peak_rps": round(peak, 4),
+        "forecast_point_rps": round(point, 4),
+        "horizon_s": round(horizon * step, 1),
+        "current_rps": round(current or 0.0, 4),
+        "capacity_rps": cap,
+        "floor": floor,
+    }
+    return Plan(replicas=target, reason=why, evidence=evidence), st
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastPolicy:
+    """Scale every model service in the snapshot ahead of its forecast demand."""
+
+    settings: PlanSettings = PlanSettings()
+    name: str = "kopilot"
+
+    def initial_state(self) -> dict[str, ServiceState]:
+        return {}
+
+    def decide(
+        self, snapshot: cluster.ClusterSnapshot, state: dict[str, ServiceState], now: float
+    ) -> decisions.Decision[dict[str, ServiceState]]:
+        out: list[actions.Action] = []
+        new_state = dict(state)
+        for svc in snapshot.services:
+            plan, st = plan_service(
+                svc,
+                snapshot.demand.get(svc.key),
+                state.get(svc.key, ServiceState()),
+                now,
+                self.settings,
+            )
+            new_state[svc.key] = st
+            if plan.replicas != svc.replicas:
+                out.append(
+                    actions.Scale(
+                        service=svc.key,
+                        replicas=plan.replicas,
+                        current=svc.replicas,
+                        reason=plan.reason,
+                        evidence=plan.evidence,
+                        policy=self.name,
+                    )
+                )
+        return decisions.Decision(actions=tuple(out), state=new_state)

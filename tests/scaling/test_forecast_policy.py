@@ -1,0 +1,226 @@
+"""kopilot's forecast policy: gate, reactive floor, safe scale-down, scale to zero, pre-warm."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kopilot.model import actions, cluster, series
+from kopilot.scaling import periods, planning
+
+STEP = 60.0
+KEY = "ns/svc"
+
+
+def _svc(
+    replicas: int, *, cap: float = 10.0, cold: float = 45.0, lo: int = 0, hi: int = 100
+) -> cluster.ModelService:
+    return cluster.ModelService(
+        name="svc",
+        namespace="ns",
+        replicas=replicas,
+        ready_replicas=replicas,
+        capacity_rps=cap,
+        cold_start_s=cold,
+        min_replicas=lo,
+        max_replicas=hi,
+    )
+
+
+def _snap(
+    svc: cluster.ModelService, history: series.Series | None, now: float
+) -> cluster.ClusterSnapshot:
+    return cluster.ClusterSnapshot(
+        time=now, services=(svc,), demand={} if history is None else {KEY: history}
+    )
+
+
+def _decide(
+    policy: planning.ForecastPolicy,
+    svc: cluster.ModelService,
+    history: series.Series | None,
+    now: float,
+    state: dict[str, planning.ServiceState] | None = None,
+) -> tuple[list[actions.Scale], dict[str, planning.ServiceState]]:
+    d = policy.decide(
+        _snap(svc, history, now), state if state is not None else policy.initial_state(), now
+    )
+    return [a for a in d.actions if isinstance(a, actions.Scale)], d.state
+
+
+def _steady(n: int, level: float, seed: int = 0) -> series.Series:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) * STEP
+    return series.Series.of(t, level + rng.normal(0, level * 0.02, n))
+
+
+POLICY = planning.ForecastPolicy()
+
+
+def test_plans_for_the_forecast_and_says_why() -> None:
+    h = _steady(600, 100.0)
+    now = float(h.times[-1]) + STEP
+    acts, _ = _decide(POLICY, _svc(1), h, now)
+    assert len(acts) == 1
+    a = acts[0]
+    assert 10 <= a.replicas <= 13  # 100 req/s at 10 req/s per replica, plus a calibrated margin
+    assert "forecast p95 peak demand" in a.reason and "cold start 45 s" in a.reason
+    assert a.evidence["forecaster"] and a.policy == "kopilot"
+
+
+def test_reactive_floor_never_below_current_load() -> None:
+    h = _steady(600, 10.0)
+    v = h.values.copy()
+    v[-1] = 300.0  # a sudden burst: the forecast lags, the floor does not
+    h2 = series.Series.of(h.times, v)
+    acts, _ = _decide(POLICY, _svc(2), h2, float(h.times[-1]) + STEP)
+    assert acts and acts[0].replicas >= 30
+
+
+def _gated(history: series.Series, now: float, svc: cluster.ModelService) -> actions.Scale | None:
+    acts, _ = _decide(POLICY, svc, history, now)
+    return acts[0] if acts else None
+
+
+def test_gate_stale_history_holds_and_says_so() -> None:
+    h = _steady(600, 5.0)  # would need 1 replica
+    now = float(h.times[-1]) + 20 * STEP
+    plan, _ = planning.plan_service(
+        _svc(8), h, planning.ServiceState(), now, planning.PlanSettings()
+    )
+    assert plan.gated and plan.replicas == 8
+    assert plan.reason.startswith("data-quality gate: stale")
+
+
+def test_gate_nan_and_negative_values_fall_back_and_scale_up_only() -> None:
+    h = _steady(600, 100.0)
+    v = h.values.copy()
+    v[-3] = np.nan
+    v[-2] = -1.0
+    now = float(h.times[-1]) + STEP
+    a = _gated(series.Series.of(h.times, v), now, _svc(1))
+    assert a is not None and a.replicas == math.ceil(v[-1] / 10.0)
+    assert "data-quality gate" in a.reason and "NaN/infinite/negative" in a.reason
+    none = _gated(series.Series.of(h.times, v), now, _svc(40))
+    assert none is None  # never scales down on bad data
+
+
+def test_gate_flat_line_and_gaps() -> None:
+    t = np.arange(600) * STEP
+    flat = series.Series.of(t, np.full(600, 42.0))
+    plan, _ = planning.plan_service(
+        _svc(10), flat, planning.ServiceState(), float(t[-1]) + STEP, planning.PlanSettings()
+    )
+    assert plan.gated and "flat line" in plan.reason
+    keep = np.ones(600, dtype=bool)
+    keep[-30:-5] = False
+    gappy = series.Series.of(
+        t[keep], np.full(int(keep.sum()), 20.0) + np.arange(int(keep.sum())) % 3
+    )
+    plan, _ = planning.plan_service(
+        _svc(10), gappy, planning.ServiceState(), float(t[-1]) + STEP, planning.PlanSettings()
+    )
+    assert plan.gated and "gaps" in plan.reason and plan.replicas == 10
+
+
+def test_no_history_never_scales_to_zero() -> None:
+    plan, _ = planning.plan_service(
+        _svc(3), None, planning.ServiceState(), 1000.0, planning.PlanSettings()
+    )
+    assert plan.gated and plan.replicas == 3 and "no demand history" in plan.reason
+
+
+def _on_off(days: int) -> series.Series:
+    """Idle at night, 100 req/s from 08:00 to 20:00, every day."""
+    t = np.arange(0, days * periods.DAY, STEP)
+    hour = (t % periods.DAY) / 3600.0
+    v = np.where((hour >= 8) & (hour < 20), 100.0, 0.0)
+    rng = np.random.default_rng(5)
+    v = np.where(v > 0, v + rng.normal(0, 2, t.size), 0.0)
+    return series.Series.of(t, v)
+
+
+def test_scales_to_zero_when_the_forecast_is_idle_and_prewarms_before_demand_returns() -> None:
+    full = _on_off(6)
+    day5 = 5 * periods.DAY
+    state: dict[str, planning.ServiceState] = {}
+    replicas = 12
+    history_end = np.searchsorted(full.times, day5 + 21 * 3600.0)
+    # 21:00: an hour into the idle stretch -> to zero.
+    h = series.Series.of(full.times[:history_end], full.values[:history_end])
+    acts, state = _decide(POLICY, _svc(replicas), h, float(full.times[history_end]), state)
+    assert acts and acts[0].replicas == 0, acts
+    assert "scale to zero" in acts[0].reason
+    # Walk towards 08:00 next day: replicas must be back before the first request arrives.
+    replicas = 0
+    first_demand = day5 + periods.DAY + 8 * 3600.0
+    warmed_at = None
+    for now in np.arange(first_demand - 600.0, first_demand + STEP, STEP):
+        i = int(np.searchsorted(full.times, now))
+        h = series.Series.of(full.times[:i], full.values[:i])
+        if i >= full.times.size:
+            t_ext = np.arange(full.times[-1] + STEP, now, STEP)
+            h = series.Series.of(
+                np.concatenate([full.times, t_ext]),
+                np.concatenate([full.values, np.zeros(t_ext.size)]),
+            )
+        acts, state = _decide(POLICY, _svc(replicas), h, float(now), state)
+        if acts:
+            replicas = acts[0].replicas
+            if replicas > 0 and warmed_at is None:
+                warmed_at = float(now)
+    assert warmed_at is not None
+    assert first_demand - warmed_at >= 45.0, "replicas must start at least a cold start ahead"
+    assert replicas >= 10
+
+
+def test_min_replicas_blocks_scale_to_zero() -> None:
+    full = _on_off(6)
+    end = int(np.searchsorted(full.times, 5 * periods.DAY + 22 * 3600.0))
+    h = series.Series.of(full.times[:end], full.values[:end])
+    acts, _ = _decide(POLICY, _svc(12, lo=2), h, float(full.times[end]))
+    assert acts and acts[0].replicas == 2
+
+
+def test_scale_down_waits_for_a_safe_forecast() -> None:
+    """Demand dips for 2 steps every 10 minutes: dropping replicas for the dip is not safe."""
+    t = np.arange(0, 3 * periods.DAY, STEP)
+    v = np.where((t // STEP) % 10 < 8, 100.0, 20.0)
+    h = series.Series.of(t, v)
+    acts, _ = _decide(POLICY, _svc(10), h, float(t[-1]) + STEP)
+    assert not acts or acts[0].replicas >= 10
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    level=st.floats(min_value=0.0, max_value=500.0),
+    replicas=st.integers(min_value=0, max_value=60),
+    lo=st.integers(min_value=0, max_value=5),
+    hi=st.integers(min_value=5, max_value=40),
+    stale=st.booleans(),
+)
+def test_replicas_always_within_bounds(
+    level: float, replicas: int, lo: int, hi: int, stale: bool
+) -> None:
+    h = _steady(200, max(level, 0.01))
+    now = float(h.times[-1]) + (30 * STEP if stale else STEP)
+    svc = _svc(min(max(replicas, lo), hi), lo=lo, hi=hi)
+    plan, _ = planning.plan_service(svc, h, planning.ServiceState(), now, planning.PlanSettings())
+    assert lo <= plan.replicas <= hi
+
+
+def test_decisions_are_pure() -> None:
+    h = _steady(800, 50.0)
+    now = float(h.times[-1]) + STEP
+    a1, s1 = _decide(POLICY, _svc(2), h, now)
+    a2, s2 = _decide(POLICY, _svc(2), h, now)
+    assert a1 == a2
+    fitted = s1[KEY].fitted
+    assert fitted is not None and s2[KEY].fitted is not None
+    assert fitted.name == s2[KEY].fitted.name
+    # The cached fit is reused on the next step (no refit), and gives the same plan.
+    a3, s3 = _decide(POLICY, _svc(2), h, now, s1)
+    assert s3[KEY].fitted is fitted and a3 == a1
