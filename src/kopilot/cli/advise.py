@@ -250,6 +250,10 @@ def build_report(fetched: Any, book: Any, settings: dict[str, Any]) -> dict[str,
         ],
         "rightsizing": rows,
         "recommend": recommends,
+        "alerts": [
+            {"subject": a.subject, "summary": a.summary, "reason": a.reason}
+            for a in idle.idle_gpu_alerts(idle_found, threshold=threshold)
+        ],
         "problems": list(fetched.problems),
         "_histories": histories,
     }
@@ -373,11 +377,14 @@ def _plots(report: dict[str, Any]) -> list[str]:
     colors = {"krr-simple": "#f58518", "vpa": "#54a24b", "kopilot": "#b279a2"}
     ranked = sorted(report["_histories"].items(), key=lambda kv: -sum(len(p) for p in kv[1][0].cpu))
     for subject, (history, recs) in ranked[:6]:
-        with plots.figure(height=2.6, rows=2) as (fig, axes):
-            for ax, resource, parts, scale, unit in (
-                (axes[0], "cpu", history.cpu, 1.0, "cores"),
-                (axes[1], "memory", history.memory, 1 / 1024**2, "MiB"),
-            ):
+        panels = [
+            ("cpu", history.cpu, 1.0, "cores", history.cpu_request),
+            ("memory", history.memory, 1 / 1024**2, "MiB", history.memory_request),
+        ]
+        if history.gpus > 0 and history.gpu:
+            panels.append(("gpu", history.gpu, 1.0, "GPUs busy", history.gpus))
+        with plots.figure(height=2.6, rows=len(panels)) as (fig, axes):
+            for ax, (resource, parts, scale, unit, request) in zip(axes, panels, strict=True):
                 for p in parts:
                     ax.plot(
                         (p.times - report["window"]["start"]) / 3600,
@@ -385,7 +392,6 @@ def _plots(report: dict[str, Any]) -> list[str]:
                         lw=0.6,
                         color="#888888",
                     )
-                request = history.cpu_request if resource == "cpu" else history.memory_request
                 if request:
                     ax.axhline(request * scale, color="black", ls="--", lw=1, label="request")
                 t = np.linspace(report["window"]["start"], report["window"]["end"], 600)
@@ -402,7 +408,7 @@ def _plots(report: dict[str, Any]) -> list[str]:
                 ax.set_ylabel(unit)
                 ax.set_title(f"{subject}: {resource}")
                 ax.legend(loc="upper right", fontsize=7)
-            axes[1].set_xlabel("hours into window")
+            axes[-1].set_xlabel("hours into window")
             out.append(plots.to_svg(fig))
     return out
 
