@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pathlib
+import signal
+import sys
 
 import typer
 
@@ -93,6 +95,10 @@ def serve(
         graceful_timeout_s=graceful_timeout,
         log_level=log_level,
     )
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully; a SIGTERM
+    # (how Kubernetes stops a pod) that was handled in full is a clean exit, not a crash.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     try:
         server.Server(config, limit_concurrency=limit_concurrency).run()
     except errors.ModelError as e:

@@ -11,7 +11,7 @@ import socket
 
 import uvicorn
 
-from kopilot.serving import api, errors, logs, settings
+from kopilot.serving import api, detectors, errors, logs, settings
 
 
 class Server:
@@ -23,11 +23,12 @@ class Server:
         *,
         limit_concurrency: int | None = None,
         sock: socket.socket | None = None,
+        loader: api.Loader = detectors.load,
     ) -> None:
         self.config = config
         self._sock = sock
         self._fatal: Exception | None = None
-        self.service = api.Service(config, on_fatal=self._stop_on_fatal)
+        self.service = api.Service(config, loader=loader, on_fatal=self._stop_on_fatal)
         self.app = api.create_app(self.service)
         self.uvicorn = uvicorn.Server(
             uvicorn.Config(

@@ -1,0 +1,109 @@
+"""Real servers for tests, on 127.0.0.1: `kopilot serve` as a child process, or the same
+`Server` on a thread of this process. Both are stopped by the test that starts them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+
+from kopilot.serving import api, detectors, server, settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(
+    url: str, *, alive: Callable[[], bool], path: str = "/readyz", timeout: float = 90.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the server exited before it was ready")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+class ServeProcess:
+    """`kopilot serve --model MODEL ARGS...` on a free loopback port."""
+
+    def __init__(self, model: pathlib.Path, *args: str, log: pathlib.Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [sys.executable, "-c", "from kopilot.cli import main; main()", "serve"]
+        command += ["--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *args]
+        self._log_file = log.open("wb")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.process = subprocess.Popen(
+            command, stdout=self._log_file, stderr=subprocess.STDOUT, env=env
+        )
+
+    def wait_ready(self) -> None:
+        try:
+            wait_ready(self.url, alive=lambda: self.process.poll() is None)
+        except (RuntimeError, TimeoutError) as e:
+            raise AssertionError(f"{e}; server log:\n{self.log.read_text()}") from e
+
+    def terminate(self) -> int:
+        """SIGTERM (what Kubernetes sends), then wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._log_file.close()
+
+
+@contextlib.contextmanager
+def threaded(
+    config: settings.ServeSettings,
+    *,
+    loader: api.Loader = detectors.load,
+    ready: bool = True,
+) -> Iterator[tuple[str, server.Server]]:
+    """The real `Server` (uvicorn + app) on a thread, on a socket bound to a free port.
+
+    With `ready`, waits for /readyz; otherwise only until the socket answers /healthz.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    instance = server.Server(config, sock=sock, loader=loader)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            instance.run()
+        except BaseException as e:  # reported to the test below
+            failure.append(e)
+
+    thread = threading.Thread(target=run, name="test-server", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, alive=thread.is_alive, path="/readyz" if ready else "/healthz")
+        yield url, instance
+    finally:
+        instance.stop()
+        thread.join(timeout=30)
+        sock.close()
+    if failure:
+        raise failure[0]
