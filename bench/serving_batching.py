@@ -1,0 +1,234 @@
+"""Dynamic batching vs one-request-at-a-time inference, same model, same run, over real HTTP.
+
+Starts `kopilot serve` twice on 127.0.0.1 with the same model - once with dynamic batching, once
+with `--max-batch-size 1` - and drives each with a closed-loop load generator (asyncio + httpx:
+N clients, each sending its next request as soon as the last one is answered) at several
+concurrencies. Prints throughput and p50/p99 latency per mode and the batching/unbatched ratios.
+
+    python bench/serving_batching.py                       # the real YOLOv8n export from nudenet
+    python bench/serving_batching.py --image tests/serving/data/bus.jpg --duration 15
+
+Only loopback traffic; every loop is bounded in time. Figures depend on the machine and on what
+else runs on it: read the load average printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import importlib.util
+import os
+import pathlib
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Point:
+    mode: str
+    concurrency: int
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    ok: int
+    errors: int
+    mean_batch: float
+
+
+def default_model() -> pathlib.Path:
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or spec.origin is None:
+        raise SystemExit("nudenet is not installed: run scripts/setup.d/40-serving-model.sh")
+    return pathlib.Path(spec.origin).parent / "320n.onnx"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(model: pathlib.Path, args: list[str], log: pathlib.Path):  # type: ignore[no-untyped-def]
+    port = free_port()
+    command = [
+        sys.executable,
+        "-c",
+        "from kopilot.cli import main; main()",
+        "serve",
+        "--model",
+        str(model),
+    ]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise SystemExit(f"server exited: {log.read_text()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.2)
+            else:
+                raise SystemExit("server not ready after 120 s")
+            yield url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def batch_totals(url: str) -> tuple[float, float]:
+    """(sum, count) of the server's batch-size histogram."""
+    total = count = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "kopilot_serving_batch_size_sum":
+                total = sample.value
+            elif sample.name == "kopilot_serving_batch_size_count":
+                count = sample.value
+    return total, count
+
+
+async def closed_loop(
+    url: str, body: bytes, *, concurrency: int, warmup: float, duration: float
+) -> tuple[list[float], int, float]:
+    """Latencies (s) of answers completed in the measured window, errors, window length."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"content-type": "image/jpeg"}
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        start = time.perf_counter()
+        measure_from, stop_at = start + warmup, start + warmup + duration
+
+        async def user() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at:
+                sent = time.perf_counter()
+                response = await client.post("/v1/detect", content=body, headers=headers)
+                done = time.perf_counter()
+                if measure_from <= done <= stop_at:
+                    if response.status_code == 200:
+                        latencies.append(done - sent)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+    return latencies, errors, duration
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(
+    url: str, mode: str, body: bytes, *, concurrency: int, warmup: float, duration: float
+) -> Point:
+    before = batch_totals(url)
+    latencies, errors, window = asyncio.run(
+        closed_loop(url, body, concurrency=concurrency, warmup=warmup, duration=duration)
+    )
+    after = batch_totals(url)
+    batches = after[1] - before[1]
+    return Point(
+        mode=mode,
+        concurrency=concurrency,
+        throughput=len(latencies) / window,
+        p50_ms=statistics.median(latencies) * 1000 if latencies else float("nan"),
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        ok=len(latencies),
+        errors=errors,
+        mean_batch=(after[0] - before[0]) / batches if batches else float("nan"),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", type=pathlib.Path, default=None, help="ONNX detector (default: nudenet 320n)"
+    )
+    parser.add_argument(
+        "--image", type=pathlib.Path, default=ROOT / "tests/serving/data/zidane.jpg"
+    )
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per point not measured")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per point")
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="0: ONNX Runtime's default")
+    parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("/tmp"))
+    args = parser.parse_args()
+    model = args.model or default_model()
+    body = args.image.read_bytes()
+    common = ["--intra-op-threads", str(args.intra_op_threads), "--max-queue-size", "256"]
+    modes = {
+        "batched": [
+            "--max-batch-size",
+            str(args.max_batch_size),
+            "--max-queue-delay-ms",
+            str(args.max_queue_delay_ms),
+            *common,
+        ],
+        "unbatched": ["--max-batch-size", "1", "--max-queue-delay-ms", "0", *common],
+    }
+    print(f"model {model.name}, image {args.image.name} ({len(body)} bytes), cores {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.2f}, {args.warmup:.0f}+{args.duration:.0f} s per point")  # fmt: skip
+    print(f"batched: max batch {args.max_batch_size}, max queue delay {args.max_queue_delay_ms} ms; "
+          f"unbatched: max batch 1; intra-op threads {args.intra_op_threads or 'default'}")  # fmt: skip
+    points: dict[tuple[str, int], Point] = {}
+    for mode, flags in modes.items():
+        with server(model, flags, args.log_dir / f"kopilot-serve-bench-{mode}.log") as url:
+            for concurrency in args.concurrency:
+                point = measure(
+                    url,
+                    mode,
+                    body,
+                    concurrency=concurrency,
+                    warmup=args.warmup,
+                    duration=args.duration,
+                )
+                points[(mode, concurrency)] = point
+                print(
+                    f"  {mode:9s} c={concurrency:3d}: {point.throughput:7.1f} req/s  p50 {point.p50_ms:7.1f} ms  "
+                    f"p99 {point.p99_ms:7.1f} ms  mean batch {point.mean_batch:4.2f}  "
+                    f"ok {point.ok} errors {point.errors}",
+                    flush=True,
+                )
+    print()
+    print(
+        "concurrency | batched req/s | unbatched req/s | throughput x | batched p99 ms | unbatched p99 ms | p99 ratio"
+    )
+    print("---|---|---|---|---|---|---")
+    for concurrency in args.concurrency:
+        b, u = points[("batched", concurrency)], points[("unbatched", concurrency)]
+        print(
+            f"{concurrency} | {b.throughput:.1f} | {u.throughput:.1f} | {b.throughput / u.throughput:.2f} | "
+            f"{b.p99_ms:.1f} | {u.p99_ms:.1f} | {b.p99_ms / u.p99_ms:.2f}"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
