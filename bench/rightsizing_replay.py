@@ -14,7 +14,10 @@ Data (read as-is from /work/shared/data, see each SOURCE.txt):
   same Crane series read as MiB of working set. They exercise the OOM logic; they are not
   evidence about real memory behaviour.
 
-Usage: python bench/rightsizing_replay.py [--train 0.7] [--data /work/shared/data]
+kopilot's quantile and margin are chosen by the strategy itself, by backtesting on the last
+third of each training part (never on the evaluated part); --over-budget sets its budget.
+
+Usage: python bench/rightsizing_replay.py [--train 0.7] [--over-budget 0.01] [--per-series]
 """
 
 from __future__ import annotations
@@ -67,8 +70,18 @@ def main() -> None:
     )
     parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("/work/shared/data"))
     parser.add_argument("--per-series", action="store_true", help="print every series' figures")
+    parser.add_argument(
+        "--over-budget",
+        type=float,
+        default=rightsizing.Kopilot().over_budget,
+        help="kopilot's backtest budget: the share of samples usage may exceed its level",
+    )
     args = parser.parse_args()
-    strategies = rightsizing.STRATEGIES
+    strategies = (
+        rightsizing.KrrSimple(),
+        rightsizing.VpaRecommender(),
+        rightsizing.Kopilot(over_budget=args.over_budget),
+    )
     names = [s.name for s in strategies]
     # totals[resource][strategy] = [waste_hours, over_intervals, crossings, short_hours]
     totals: dict[str, dict[str, list[float]]] = defaultdict(

@@ -60,6 +60,7 @@ def test_kopilot_schedules_a_daily_cycle_and_wastes_less_without_more_throttling
     kop = rightsizing.Kopilot().recommend(history)
     krr = rightsizing.KrrSimple().recommend(history)
     assert kop.cpu is not None and kop.cpu.schedule and krr.cpu is not None
+    assert any("daily schedule; backtested" in n for n in kop.notes)
     k, r = replay.replay(kop.cpu, test), replay.replay(krr.cpu, test)
     assert k.waste_hours < 0.7 * r.waste_hours
     assert k.over_intervals <= r.over_intervals

@@ -7,11 +7,12 @@ Three strategies side by side, each a pure `recommend(history) -> Recommendation
 - `VpaRecommender`: the Kubernetes VPA recommender's target: the 90th percentile of a decaying
   histogram (24 h half-life) of CPU usage weighted by the request, and of daily memory peaks,
   each + 15 % margin, floored at 25 millicores / 250 MiB (see `histograms`).
-- `Kopilot`: for CPU and GPU, when the history shows a daily cycle, a request *schedule* (one
-  level per hour of day, applied by in-place resize) that follows the cycle, else a static high
-  quantile. A slot's level is the 99th percentile of the same hour and its neighbours on past
-  days, + 5 %. Memory is never scheduled (shrinking a memory limit under a running process is
-  how OOM-kills happen): the maximum + 15 %, floored at 250 MiB.
+- `Kopilot`: for CPU and GPU, a level it backtests on its own history: among candidate
+  quantiles and margins, the one that wasted least on the last third of the history while usage
+  exceeded it in at most 1 % of the samples; as a daily *schedule* (one level per hour of day,
+  applied by in-place resize) when the history shows a daily cycle, else static. Memory is
+  never scheduled (shrinking a memory limit under a running process is how OOM-kills happen):
+  the maximum + 15 %, floored at 250 MiB.
 
 GPU here means the busy share of the GPUs a container holds (DCGM utilisation x GPUs): a
 recommended GPU share is what a time-sliced or MIG allocation would have to give it. The VPA
@@ -244,13 +245,18 @@ def _merge_peaks(into: histograms.DecayingHistogram, s: series.Series, half_life
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Kopilot:
-    """kopilot's own: a daily CPU/GPU request schedule where the history has a daily cycle.
+    """kopilot's own: a backtested level, as a daily schedule where the history has a daily cycle.
 
-    Gate: a schedule needs `min_days` of history and a day-over-day correlation of hourly means
-    of at least `min_daily_correlation`; otherwise the level is static (the `static_quantile` of
-    the pooled samples + margin). A scheduled slot's level is the `slot_quantile` of the samples
-    in the slot and its `spread` neighbours on every past day, + margin. Memory: static, the
-    maximum + `memory_margin`, at least `min_memory_bytes`.
+    CPU and GPU: a schedule needs `min_days` of history and a day-over-day correlation of hourly
+    means of at least `min_daily_correlation`; otherwise the level is static. A scheduled slot's
+    level is a quantile of the samples in that slot and its `spread` neighbours on every past
+    day, times 1 + margin; a static level is a quantile of all samples, times 1 + margin.
+    The quantile and margin are not fixed: kopilot fits every candidate pair on the first
+    two thirds of the history, replays it on the last third, and keeps the one that wastes
+    least while usage exceeds it in at most `over_budget` of the samples (the most generous
+    pair when none does). Too little history to backtest: `quantile` and `margin`.
+    Memory: static, the maximum + `memory_margin`, at least `min_memory_bytes` (never a
+    schedule: shrinking a memory limit under a running process is how OOM-kills happen).
     """
 
     name: str = "kopilot"
@@ -258,8 +264,11 @@ class Kopilot:
     spread: int = 1
     min_days: float = 3.0
     min_daily_correlation: float = 0.5
-    slot_quantile: float = 0.99
-    static_quantile: float = 0.95
+    over_budget: float = 0.01
+    quantiles: tuple[float, ...] = (0.95, 0.97, 0.99, 1.0)
+    margins: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
+    check_fraction: float = 1 / 3
+    quantile: float = 0.99
     margin: float = 0.05
     memory_margin: float = 0.15
     min_cpu_cores: float = 0.010
@@ -280,24 +289,61 @@ class Kopilot:
             return False
         return bool(np.corrcoef(a[ok], b[ok])[0, 1] >= self.min_daily_correlation)
 
-    def _schedule(self, t: series.FloatArray, v: series.FloatArray, floor: float) -> Level:
+    def _level(
+        self,
+        t: series.FloatArray,
+        v: series.FloatArray,
+        *,
+        daily: bool,
+        quantile: float,
+        margin: float,
+        floor: float,
+    ) -> Level:
+        if not daily:
+            return Level(value=max(float(np.quantile(v, quantile)) * (1 + margin), floor))
         slot = ((np.mod(t, DAY_S) / DAY_S) * self.slots).astype(np.int64) % self.slots
         levels: list[float] = []
         for s in range(self.slots):
             near = [(s + d) % self.slots for d in range(-self.spread, self.spread + 1)]
             sel = v[np.isin(slot, near)]
-            top = float(np.quantile(sel, self.slot_quantile)) if len(sel) else math.nan
-            levels.append(max(top * (1 + self.margin), floor))
+            top = float(np.quantile(sel, quantile)) if len(sel) else math.nan
+            levels.append(max(top * (1 + margin), floor))
         fallback = float(np.nanmax(levels))
         filled = tuple(fallback if math.isnan(x) else x for x in levels)
         return Level(value=max(filled), schedule=filled)
 
+    def _backtest(
+        self, t: series.FloatArray, v: series.FloatArray, *, daily: bool, floor: float
+    ) -> tuple[float, float, str]:
+        """The (quantile, margin) to use, and a note saying how it was chosen."""
+        cut = t[0] + (t[-1] - t[0]) * (1 - self.check_fraction)
+        fit, check = t < cut, t >= cut
+        if fit.sum() < self.min_points or check.sum() < self.min_points:
+            return self.quantile, self.margin, "too little history to backtest: defaults"
+        tf, vf, tc, vc = t[fit], v[fit], t[check], v[check]
+        best: tuple[float, float, float, float] | None = None
+        for q in self.quantiles:
+            for m in self.margins:
+                lv = self._level(tf, vf, daily=daily, quantile=q, margin=m, floor=floor).at(tc)
+                over = float(np.mean(vc > lv))
+                waste = float(np.sum(np.maximum(lv - vc, 0.0)))
+                if over <= self.over_budget and (best is None or waste < best[0]):
+                    best = (waste, q, m, over)
+        if best is None:
+            q, m = max(self.quantiles), max(self.margins)
+            return q, m, f"no candidate within {self.over_budget:.1%} over: q{q:g} +{m:.0%}"
+        _, q, m, over = best
+        return q, m, f"backtested q{q:g} +{m:.0%} ({over:.1%} over on the last third)"
+
     def _compressible(self, parts: Sequence[series.Series], floor: float) -> tuple[Level, str]:
         t, v = _pooled(parts)
-        if self._daily(t, v):
-            return self._schedule(t, v, floor), "daily schedule"
-        top = float(np.quantile(v, self.static_quantile)) * (1 + self.margin)
-        return Level(value=max(top, floor)), "static (no daily cycle found)"
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+        daily = self._daily(t, v)
+        q, m, how = self._backtest(t, v, daily=daily, floor=floor)
+        level = self._level(t, v, daily=daily, quantile=q, margin=m, floor=floor)
+        shape = "daily schedule" if daily else "static (no daily cycle found)"
+        return level, f"{shape}; {how}"
 
     def recommend(self, history: History) -> Recommendation:
         notes: list[str] = []
