@@ -1,0 +1,126 @@
+"""The extender's HTTP server: `POST /filter`, `/prioritize`, `/bind` (kube-scheduler's extender
+API), `POST /forget` (kopilot: release a pod that ended) and `GET /healthz`.
+
+A malformed body gets HTTP 400 with `{"Error": "<reason>"}`; any fault inside a handler gets 500
+with the reason; the server keeps serving either way. Threads serve requests concurrently; the
+extender's state is guarded by its own lock.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http import server
+from typing import Any
+
+import pydantic
+
+from kopilot.model import errors
+from kopilot.scheduling import extender_types, extending
+
+MAX_BODY = 64 * 1024 * 1024
+
+
+class _Handler(server.BaseHTTPRequestHandler):
+    extender: extending.Extender
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: no line per request
+        return
+
+    def _send(self, code: int, payload: object) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") in ("/healthz", "/readyz"):
+            self._send(200, {"status": "ok"})
+        else:
+            self._send(
+                404, {"Error": f"no such path {self.path}; POST /filter, /prioritize, /bind"}
+            )
+
+    def do_POST(self) -> None:
+        path = self.path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            self._send(400, {"Error": "Content-Length is not an integer"})
+            return
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            self._send(400, {"Error": f"body must be 0..{MAX_BODY} bytes"})
+            return
+        raw = self.rfile.read(length)
+        try:
+            payload = self._route(path, raw)
+        except _NotFound:
+            self._send(404, {"Error": f"no such verb {path!r}; use filter, prioritize, bind"})
+            return
+        except pydantic.ValidationError as e:
+            self._send(400, {"Error": f"malformed {path} body: {_first_error(e)}"})
+            return
+        except errors.InvalidInputError as e:
+            self._send(400, {"Error": f"{path}: {e}"})
+            return
+        except Exception as e:  # a fault: report it, keep serving
+            self._send(500, {"Error": f"{path}: internal error: {type(e).__name__}: {e}"})
+            return
+        self._send(200, payload)
+
+    def _route(self, verb: str, raw: bytes) -> object:
+        ext = self.extender
+        if verb == "filter":
+            return ext.filter(extender_types.ExtenderArgs.model_validate_json(raw))
+        if verb == "prioritize":
+            return ext.prioritize(extender_types.ExtenderArgs.model_validate_json(raw))
+        if verb == "bind":
+            return ext.bind(extender_types.ExtenderBindingArgs.model_validate_json(raw))
+        if verb == "forget":
+            args = extender_types.ExtenderBindingArgs.model_validate_json(raw)
+            released = ext.forget(f"{args.pod_namespace}/{args.pod_name}")
+            return {"Error": "" if released else "pod was not bound by this extender"}
+        raise _NotFound
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _first_error(e: pydantic.ValidationError) -> str:
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+    return f"{where}: {first.get('msg', 'invalid')} ({e.error_count()} error(s))"
+
+
+class Server:
+    """A running extender server; `close()` stops it."""
+
+    def __init__(self, extender: extending.Extender, *, host: str = "127.0.0.1", port: int = 0):
+        handler = type("Handler", (_Handler,), {"extender": extender})
+        self.httpd = server.ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> Server:
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)

@@ -1,0 +1,418 @@
+"""The kube-scheduler extender's logic: filter, prioritize and bind over kopilot's GPU state.
+
+kube-scheduler already accounts CPU, memory and whole `nvidia.com/gpu` counts; what it cannot see
+is *which* GPU each pod holds, how full each shared GPU is, and MIG slices. The extender keeps
+that per-GPU state itself:
+
+- **Nodes** come from the requests: with `nodeCacheCapable: false` every filter/prioritize call
+  carries the candidate v1.Node objects and the inventory is refreshed from them (allocatable
+  `nvidia.com/gpu`, `nvidia.com/mig-*`, labels `nvidia.com/gpu.product`, `nvidia.com/gpu.count`,
+  `nvidia.com/gpu.replicas`, `kopilot.io/gpu-model`). With `nodeCacheCapable: true` only names
+  come; the extender then uses the nodes it was given at start (`--nodes`, a v1.NodeList JSON) or
+  learned from earlier calls, and reports a name it has never seen as a failed node.
+- **Pods** come from bind: the extender is the binder, so it records every pod it binds, with its
+  GPUs. A pod it did not bind (placed before it started, or by another scheduler) is invisible to
+  it; `forget` (POST /forget with ExtenderBindingArgs) releases a pod that ended. The pod's demand
+  is remembered from its filter/prioritize call (by UID), because bind only carries names.
+
+A pod's demand: container requests (limits when requests are absent) of `cpu`, `memory`,
+`nvidia.com/gpu`, `kopilot.io/gpu-milli` (a share of one GPU, 1..999) and `nvidia.com/mig-*`;
+the annotation `kopilot.io/gpu-models` (`V100M16|V100M32`) restricts the GPU model.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from kopilot.model import cluster, errors, gpus, resources
+from kopilot.scheduling import (
+    demands,
+    extender_types,
+    filters,
+    fragmentation,
+    framework,
+    placing,
+    profiles,
+    quantities,
+    state,
+)
+
+RESOURCE_GPU_MILLI = "kopilot.io/gpu-milli"
+ANNOTATION_MODELS = "kopilot.io/gpu-models"
+LABEL_MODEL = "kopilot.io/gpu-model"
+LABEL_PRODUCT = "nvidia.com/gpu.product"
+LABEL_COUNT = "nvidia.com/gpu.count"
+MAX_REMEMBERED_PODS = 50_000
+
+Binder = Callable[[str, str, str, str], None]
+"""`binder(namespace, name, uid, node)` creates the Binding in the API server; raises on failure."""
+
+
+def no_binding(namespace: str, name: str, uid: str, node: str) -> None:
+    """A binder that only records (dry-run, tests): nothing is sent anywhere."""
+
+
+def model_of(product: str) -> str:
+    """kopilot's GPU model name for an `nvidia.com/gpu.product` label value."""
+    p = product.upper()
+    if "H100" in p:
+        return gpus.H100_80GB.name
+    if "A100" in p:
+        return gpus.A100_80GB.name if "80GB" in p else gpus.A100_40GB.name
+    return product
+
+
+def node_from(obj: extender_types.Node) -> cluster.Node:
+    """A kopilot Node from a v1.Node; raises InvalidInputError on malformed quantities."""
+    name = obj.metadata.name
+    if not name:
+        raise errors.InvalidInputError("a node in Nodes.items has no metadata.name")
+    alloc = obj.status.allocatable or obj.status.capacity or {}
+    labels = obj.metadata.labels or {}
+    where = f"node {name} allocatable"
+    cpu = quantities.cpu_milli(alloc.get("cpu", 0), field=f"{where}.cpu")
+    mem = quantities.memory_mib(alloc.get("memory", 0), field=f"{where}.memory")
+    advertised = quantities.count(
+        alloc.get(resources.RESOURCE_GPU, 0), field=f"{where}.{resources.RESOURCE_GPU}"
+    )
+    replicas = int(labels.get(state.LABEL_REPLICAS, "1") or "1") if advertised else 1
+    model = labels.get(LABEL_MODEL) or model_of(labels.get(LABEL_PRODUCT, "GPU"))
+    mig_counts = {
+        key.removeprefix(resources.MIG_RESOURCE_PREFIX): quantities.count(v, field=f"{where}.{key}")
+        for key, v in alloc.items()
+        if key.startswith(resources.MIG_RESOURCE_PREFIX)
+    }
+    plain = advertised // max(replicas, 1)
+    gpu_list = [cluster.Gpu(index=i, model=model) for i in range(plain)]
+    if any(mig_counts.values()):
+        gpu_list.extend(_mig_gpus(name, model, mig_counts, start=plain))
+    return cluster.Node(
+        name=name,
+        cpu_milli=cpu,
+        memory_mib=mem,
+        gpus=tuple(gpu_list),
+        labels={k: v for k, v in labels.items() if k == state.LABEL_REPLICAS},
+        unschedulable=bool(obj.spec.unschedulable),
+    )
+
+
+def _mig_gpus(
+    node: str, model_name: str, counts: dict[str, int], *, start: int
+) -> list[cluster.Gpu]:
+    """GPUs whose layouts hold the advertised MIG slices (the device plugin does not say which
+    slice is on which GPU; any packing that holds them is equivalent for placement)."""
+    model = gpus.model_named(model_name)
+    if not model.mig_capable:
+        raise errors.InvalidInputError(
+            f"node {node}: advertises MIG slices but its GPU model {model_name!r} is not MIG-capable; "
+            f"label it {LABEL_PRODUCT} or {LABEL_MODEL}"
+        )
+    pending = sorted(
+        (p for p, c in counts.items() for _ in range(c)),
+        key=lambda p: -model.profile(p).memory_slices,
+    )
+    out: list[cluster.Gpu] = []
+    while pending:
+        chosen: list[str] = []
+        rest: list[str] = []
+        for p in pending:
+            if gpus.pack_profiles(model, [*chosen, p]) is not None:
+                chosen.append(p)
+            else:
+                rest.append(p)
+        layout = gpus.pack_profiles(model, chosen)
+        if layout is None or not chosen:
+            raise errors.InvalidInputError(f"node {node}: MIG slices {counts} fit no layout")
+        out.append(cluster.Gpu(index=start + len(out), model=model.name, mig=layout))
+        pending = rest
+    return out
+
+
+def demand_from(pod: extender_types.Pod) -> demands.Demand:
+    """A pod's demand from its containers' requests (init containers: the largest counts)."""
+    key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+    totals: dict[str, int] = {}
+    for c in pod.spec.containers:
+        req = dict((c.resources.limits or {}) if c.resources else {})
+        req.update((c.resources.requests or {}) if c.resources else {})
+        for name, value in req.items():
+            where = f"pod {key} container {c.name or '?'} resources.{name}"
+            if name == "cpu":
+                amount = quantities.cpu_milli(value, field=where)
+            elif name == "memory":
+                amount = quantities.memory_mib(value, field=where)
+            elif name in (resources.RESOURCE_GPU, RESOURCE_GPU_MILLI) or name.startswith(
+                resources.MIG_RESOURCE_PREFIX
+            ):
+                amount = quantities.count(value, field=where)
+            else:
+                continue
+            totals[name] = totals.get(name, 0) + amount
+    mig = {
+        k.removeprefix(resources.MIG_RESOURCE_PREFIX): v
+        for k, v in totals.items()
+        if k.startswith(resources.MIG_RESOURCE_PREFIX) and v
+    }
+    if len(mig) > 1:
+        raise errors.InvalidInputError(f"pod {key}: asks for several MIG profiles {sorted(mig)}")
+    share = totals.get(RESOURCE_GPU_MILLI, 0)
+    if share >= resources.GPU_MILLI:
+        raise errors.InvalidInputError(
+            f"pod {key}: {RESOURCE_GPU_MILLI} is a share of one GPU (1..999), got {share}; "
+            f"ask for whole GPUs with {resources.RESOURCE_GPU}"
+        )
+    spec = (pod.metadata.annotations or {}).get(ANNOTATION_MODELS, "")
+    profile, count = next(iter(mig.items())) if mig else (None, 0)
+    return demands.Demand(
+        pod=key,
+        cpu_milli=totals.get("cpu", 0),
+        memory_mib=totals.get("memory", 0),
+        gpus=totals.get(resources.RESOURCE_GPU, 0),
+        gpu_milli=share,
+        models=frozenset(m for m in spec.split("|") if m),
+        mig_profile=profile,
+        mig_count=count,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Bound:
+    demand: demands.Demand
+    node: str
+    gpu_indices: tuple[int, ...]
+
+
+def _gpu_filters() -> tuple[framework.Filter, ...]:
+    """kube-scheduler checks CPU, memory and schedulability itself; the extender checks GPUs."""
+    return (filters.GpuModel(), filters.GpuFit(), filters.MigFit())
+
+
+class Extender:
+    """Thread-safe extender state: the node inventory, the bound pods, the profile."""
+
+    def __init__(
+        self,
+        *,
+        profile: str = "kopilot",
+        nodes: Iterable[cluster.Node] = (),
+        workload: fragmentation.Workload | None = None,
+        binder: Binder = no_binding,
+        rng: random.Random,
+    ) -> None:
+        self.profile_name = profile
+        self.binder = binder
+        self.rng = rng
+        self.lock = threading.Lock()
+        self.nodes: dict[str, cluster.Node] = {n.name: n for n in nodes}
+        self.bound: dict[str, _Bound] = {}
+        self.seen: OrderedDict[str, demands.Demand] = OrderedDict()
+        self.shapes: list[demands.Demand] = []
+        self.fixed_workload = workload
+        self._profile: profiles.Profile | None = None
+        self._state: state.ClusterState | None = None
+
+    # ---- inventory -----------------------------------------------------------------------
+
+    def _learn(self, items: list[extender_types.Node]) -> None:
+        changed = False
+        for obj in items:
+            node = node_from(obj)
+            if self.nodes.get(node.name) != node:
+                self.nodes[node.name] = node
+                changed = True
+        if changed or self._state is None:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        if not self.nodes:
+            self._state = None
+            return
+        fresh = state.ClusterState(self.nodes.values())
+        for key, b in list(self.bound.items()):
+            if b.node not in fresh.index:
+                del self.bound[key]
+                continue
+            try:
+                fresh.assign(state.occupy(fresh, b.demand, fresh.index[b.node], b.gpu_indices))
+            except errors.InvalidInputError:
+                fresh.assign(state.occupy(fresh, b.demand, fresh.index[b.node]))
+        self._state = fresh
+
+    def _profile_for(self) -> profiles.Profile:
+        if self._profile is None:
+            workload = self.fixed_workload
+            if workload is None and self.profile_name in ("fgd", "kopilot"):
+                workload = fragmentation.workload_from(self.shapes or [demands.Demand(pod="-")])
+            base = profiles.named(self.profile_name, workload=workload)
+            self._profile = profiles.Profile(
+                name=base.name,
+                description=base.description,
+                filters=_gpu_filters(),
+                scores=base.scores,
+                picker=base.picker,
+            )
+        return self._profile
+
+    def _remember(self, uid: str, demand: demands.Demand) -> None:
+        if uid in self.seen:
+            return
+        self.seen[uid] = demand
+        while len(self.seen) > MAX_REMEMBERED_PODS:
+            self.seen.popitem(last=False)
+        self.shapes.append(demand)
+        n = len(self.shapes)
+        if self.fixed_workload is None and (n & (n - 1)) == 0:  # 1, 2, 4, 8, ... pods seen
+            self._profile = None
+        if n > 4 * MAX_REMEMBERED_PODS:
+            del self.shapes[: n // 2]
+
+    # ---- verbs ---------------------------------------------------------------------------
+
+    def _evaluate(
+        self, args: extender_types.ExtenderArgs
+    ) -> tuple[list[str], dict[str, str], dict[str, str], dict[str, float], bool]:
+        demand = demand_from(args.pod)
+        self._remember(args.pod.metadata.uid or demand.pod, demand)
+        with_objects = args.nodes is not None and args.nodes.items is not None
+        if with_objects:
+            assert args.nodes is not None and args.nodes.items is not None
+            self._learn(args.nodes.items)
+            names = [n.metadata.name for n in args.nodes.items]
+        else:
+            names = list(args.node_names or [])
+        failed: dict[str, str] = {}
+        unresolvable: dict[str, str] = {}
+        cl = self._state
+        known = [n for n in names if cl is not None and n in cl.index]
+        for n in names:
+            if cl is None or n not in cl.index:
+                unresolvable[n] = "kopilot extender: node unknown (not in its node cache)"
+        if cl is None or not known:
+            return [], failed, unresolvable, {}, with_objects
+        idx = np.array([cl.index[n] for n in known], dtype=np.int64)
+        candidates = np.zeros(len(cl), dtype=np.bool_)
+        candidates[idx] = True
+        profile = self._profile_for()
+        alive = candidates.copy()
+        for plugin in profile.filters:
+            result = plugin.filter(cl, demand)
+            rejected = alive & ~result.passed
+            target = unresolvable if result.unresolvable else failed
+            for i in np.flatnonzero(rejected):
+                target[cl.names[i]] = f"{plugin.name}: {result.reason}"
+            alive &= result.passed
+        passed = [cl.names[i] for i in np.flatnonzero(alive)]
+        scores: dict[str, float] = {}
+        if alive.any():
+            total = np.zeros(len(cl), dtype=np.float64)
+            for scorer, weight in profile.scores:
+                raw = scorer.score(cl, demand, alive, self.rng)
+                total += weight * framework.normalise(raw, alive)
+            scores = {cl.names[i]: float(total[i]) for i in np.flatnonzero(alive)}
+        return passed, failed, unresolvable, scores, with_objects
+
+    def filter(self, args: extender_types.ExtenderArgs) -> extender_types.ExtenderFilterResult:
+        with self.lock:
+            passed, failed, unresolvable, _, with_objects = self._evaluate(args)
+        return {
+            "Nodes": {"items": [{"metadata": {"name": n}} for n in passed]}
+            if with_objects
+            else None,
+            "NodeNames": None if with_objects else passed,
+            "FailedNodes": failed,
+            "FailedAndUnresolvableNodes": unresolvable,
+            "Error": "",
+        }
+
+    def prioritize(self, args: extender_types.ExtenderArgs) -> list[extender_types.HostPriority]:
+        with self.lock:
+            _, _, _, scores, with_objects = self._evaluate(args)
+        names = (
+            [n.metadata.name for n in (args.nodes.items or [])]
+            if with_objects and args.nodes is not None
+            else list(args.node_names or [])
+        )
+        top = max(scores.values(), default=0.0)
+        weight_sum = sum(w for _, w in self._profile_for().scores) or 1.0
+        out: list[extender_types.HostPriority] = []
+        for n in names:
+            value = scores.get(n)
+            if value is None:
+                out.append({"Host": n, "Score": 0})
+                continue
+            scaled = value / (100.0 * weight_sum) * extender_types.MAX_EXTENDER_PRIORITY
+            if top > 0 and value >= top - 1e-9:
+                scaled = extender_types.MAX_EXTENDER_PRIORITY
+            out.append({"Host": n, "Score": max(0, min(10, round(scaled)))})
+        return out
+
+    def bind(
+        self, args: extender_types.ExtenderBindingArgs
+    ) -> extender_types.ExtenderBindingResult:
+        key = f"{args.pod_namespace}/{args.pod_name}"
+        with self.lock:
+            demand = self.seen.get(args.pod_uid)
+            if demand is None:
+                return {
+                    "Error": f"kopilot extender: pod {key} (uid {args.pod_uid}) was never "
+                    "filtered by this extender, so its GPU demand is unknown"
+                }
+            cl = self._state
+            if cl is None or args.node not in cl.index:
+                return {"Error": f"kopilot extender: node {args.node} unknown"}
+            if key in cl.allocations:
+                return {"Error": f"kopilot extender: pod {key} is already bound"}
+            node = cl.index[args.node]
+            check = placing.decide(cl, demand, self._only(node), self.rng)
+            if not isinstance(check, framework.Placement):
+                return {
+                    "Error": f"kopilot extender: pod {key} no longer fits on {args.node}: "
+                    + check.reason()
+                }
+            allocation = check.allocation
+            cl.assign(allocation)
+            self.bound[key] = _Bound(
+                demand=demand, node=args.node, gpu_indices=allocation.gpu_indices
+            )
+        try:
+            self.binder(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+        except Exception as e:  # the API call failed: give the GPUs back, report the error
+            self.forget(key)
+            return {"Error": f"kopilot extender: binding {key} to {args.node} failed: {e}"}
+        return {"Error": ""}
+
+    def _only(self, node: int) -> profiles.Profile:
+        base = self._profile_for()
+        only = _OnlyNode(node)
+        return profiles.Profile(
+            name=base.name,
+            description=base.description,
+            filters=(only, *base.filters),
+            scores=(),
+            picker=base.picker,
+        )
+
+    def forget(self, pod_key: str) -> bool:
+        """Release a pod the extender bound (it ended or was deleted)."""
+        with self.lock:
+            self.bound.pop(pod_key, None)
+            return self._state is not None and self._state.release(pod_key) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _OnlyNode:
+    node: int
+    name: str = "BindTarget"
+
+    def filter(
+        self, cluster_state: state.ClusterState, demand: demands.Demand
+    ) -> framework.FilterResult:
+        passed = np.zeros(len(cluster_state), dtype=np.bool_)
+        passed[self.node] = True
+        return framework.FilterResult(passed=passed, reason="not the bind target")

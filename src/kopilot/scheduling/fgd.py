@@ -1,0 +1,86 @@
+"""Fragmentation Gradient Descent (FGD, USENIX ATC '23) as a score plugin and a GPU picker.
+
+The score of a node is minus the increase of its fragmentation (see `fragmentation`) when the pod
+is placed there on its best GPU; the picker then puts the pod on that GPU.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import numpy.typing as npt
+
+from kopilot.scheduling import demands, fragmentation, framework, state
+
+
+class FragmentationScore:
+    """Minus the least fragmentation increase the pod causes on each node."""
+
+    def __init__(
+        self,
+        workload: fragmentation.Workload,
+        *,
+        name: str = "FGD",
+        memory: bool = False,
+        stranding: float = 0.0,
+        lookahead: float = 0.0,
+    ) -> None:
+        self.lookahead = lookahead
+        self._name = name
+        self.workload = workload
+        self.memory = memory
+        self.stranding = stranding
+        self._cache: tuple[state.ClusterState, fragmentation.Fragmentation] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def fragmentation(self, cluster: state.ClusterState) -> fragmentation.Fragmentation:
+        """The per-node fragmentation of this cluster, built on first use and kept fresh."""
+        if self._cache is None or self._cache[0] is not cluster:
+            self._cache = (
+                cluster,
+                fragmentation.Fragmentation(
+                    cluster,
+                    self.workload,
+                    memory=self.memory,
+                    stranding=self.stranding,
+                    lookahead=self.lookahead,
+                ),
+            )
+        return self._cache[1]
+
+    def score(
+        self,
+        cluster: state.ClusterState,
+        demand: demands.Demand,
+        feasible: npt.NDArray[np.bool_],
+        rng: random.Random,
+    ) -> framework.FloatArray:
+        delta, _ = self.fragmentation(cluster).delta(demand, feasible)
+        return np.where(np.isfinite(delta), -delta, 0.0)
+
+
+class FragmentationPicker:
+    """Puts a share on the GPU whose use grows fragmentation least (whole GPUs: any idle ones)."""
+
+    def __init__(self, plugin: FragmentationScore) -> None:
+        self.plugin = plugin
+
+    @property
+    def name(self) -> str:
+        return f"{self.plugin.name} (least fragmentation increase)"
+
+    def pick(
+        self, cluster: state.ClusterState, demand: demands.Demand, node: int, rng: random.Random
+    ) -> state.Allocation:
+        if demand.kind not in ("share", "whole"):
+            return state.occupy(cluster, demand, node)
+        only = np.zeros(len(cluster), dtype=np.bool_)
+        only[node] = True
+        _, gpu = self.plugin.fragmentation(cluster).delta(demand, only)
+        if gpu[node] < 0:
+            return state.occupy(cluster, demand, node)
+        return state.occupy(cluster, demand, node, (int(gpu[node]),))

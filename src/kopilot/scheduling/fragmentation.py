@@ -1,0 +1,288 @@
+"""GPU fragmentation as defined by FGD (Weng et al., "Beware of Fragmentation: Scheduling
+GPU-Sharing Workloads with Fragmentation Gradient Descent", USENIX ATC '23).
+
+The fragmentation of node n with respect to one task shape m, F_n(m), is the unallocated GPU
+capacity of n that m cannot use:
+
+- if m cannot run on n at all (wrong GPU model, too little CPU, too few GPUs with room, or m asks
+  for no GPU), every unallocated milli-GPU of n is a fragment;
+- otherwise, the free capacity of each GPU with less room than m asks per GPU is a fragment (for a
+  whole-GPU task, every partly used GPU).
+
+Against a target workload (task shapes with their popularity p_m), F_n = sum_m p_m F_n(m), the
+expected capacity that a task drawn from the workload cannot use. FGD places a pod where it
+increases F_n the least, choosing among the node's GPUs too.
+
+`Fragmentation` holds per-node figures (for every task shape: the free capacity on GPUs too small
+for it, the count of GPUs big enough) and recomputes only the rows of nodes that changed (by
+`ClusterState.version`). `delta()` evaluates every (node, GPU) candidate in one vectorised pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kopilot.model import resources
+from kopilot.scheduling import demands, state
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskShape:
+    """One typical task: per-GPU milli, GPU count, CPU, allowed models, and its popularity."""
+
+    milli: int
+    count: int
+    cpu_milli: int
+    memory_mib: int
+    models: frozenset[str]
+    popularity: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workload:
+    """The target workload: typical task shapes and how often each arrives."""
+
+    shapes: tuple[TaskShape, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.shapes)
+
+
+def workload_from(
+    items: Iterable[demands.Demand], *, coverage: float = 0.95, by_gpu: bool = False
+) -> Workload:
+    """The popularity distribution of task shapes in `items` (e.g. a trace's pod list).
+
+    Shapes are grouped by (CPU, per-GPU milli, GPU count, GPU models), as the FGD simulator does,
+    and kept from the most popular down until `coverage` of the pods is covered. With `by_gpu`,
+    a shape's weight is its GPU demand instead of its pod count.
+    """
+    counts: Counter[tuple[int, int, int, frozenset[str]]] = Counter()
+    memory: dict[tuple[int, int, int, frozenset[str]], int] = {}
+    for d in items:
+        if d.kind == "mig":
+            continue
+        key = (d.cpu_milli, d.per_gpu_milli, d.gpu_count, d.models)
+        weight = d.gpu_milli_total / resources.GPU_MILLI if by_gpu else 1.0
+        counts[key] += weight  # type: ignore[assignment]
+        memory[key] = max(memory.get(key, 0), d.memory_mib)
+    total = float(sum(counts.values()))
+    if total <= 0:
+        return Workload(shapes=())
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1], kv[0][2]))
+    shapes: list[TaskShape] = []
+    covered = 0.0
+    for (cpu, milli, count, models), n in ranked:
+        shapes.append(
+            TaskShape(
+                milli=milli,
+                count=count,
+                cpu_milli=cpu,
+                memory_mib=memory[(cpu, milli, count, models)],
+                models=models,
+                popularity=n / total,
+            )
+        )
+        covered += n / total
+        if covered >= coverage - 1e-12:
+            break
+    return Workload(shapes=tuple(shapes))
+
+
+class Fragmentation:
+    """Per-node fragmentation of one cluster against one workload, kept up to date lazily."""
+
+    def __init__(
+        self,
+        cluster: state.ClusterState,
+        workload: Workload,
+        *,
+        memory: bool = False,
+        stranding: float = 0.0,
+        lookahead: float = 0.0,
+    ) -> None:
+        self.cluster = cluster
+        self.workload = workload
+        self.use_memory = memory
+        self.stranding = stranding
+        self.lookahead = lookahead
+        self.waste = terminal_waste(workload)
+        shapes = workload.shapes
+        self.m: IntArray = np.array([s.milli for s in shapes], dtype=np.int64)
+        self.k: IntArray = np.array([s.count for s in shapes], dtype=np.int64)
+        self.c: IntArray = np.array([s.cpu_milli for s in shapes], dtype=np.int64)
+        self.mem: IntArray = np.array([s.memory_mib for s in shapes], dtype=np.int64)
+        self.p: FloatArray = np.array([s.popularity for s in shapes], dtype=np.float64)
+        gpu_milli = float((self.p * self.m * self.k).sum())
+        self.cpu_per_milli = float((self.p * self.c * (self.k > 0)).sum()) / max(gpu_milli, 1.0)
+        self.mem_per_milli = float((self.p * self.mem * (self.k > 0)).sum()) / max(gpu_milli, 1.0)
+        gpu_shape = self.k > 0
+        access = np.zeros((len(cluster), len(shapes)), dtype=np.bool_)
+        for t, s in enumerate(shapes):
+            access[:, t] = cluster.models_mask(s.models) & (cluster.model_id >= 0)
+        self.access = access & gpu_shape[None, :]
+        n, t_count = len(cluster), len(shapes)
+        self.small: IntArray = np.zeros((n, t_count), dtype=np.int64)
+        self.big: IntArray = np.zeros((n, t_count), dtype=np.int64)
+        self.total: IntArray = np.zeros(n, dtype=np.int64)
+        self.frag: FloatArray = np.zeros(n, dtype=np.float64)
+        self.vsum: FloatArray = np.zeros(n, dtype=np.float64)
+        self.seen: IntArray = np.full(n, -1, dtype=np.int64)
+
+    def refresh(self) -> None:
+        """Recompute the rows of nodes that changed since the last call."""
+        rows = np.flatnonzero(self.cluster.version != self.seen)
+        if rows.size == 0:
+            return
+        cl = self.cluster
+        free = np.where(cl.gpu_real[rows], cl.gpu_free[rows], 0)  # [R, G]
+        fits = cl.gpu_real[rows][:, :, None] & (free[:, :, None] >= self.m[None, None, :])
+        self.big[rows] = fits.sum(axis=1)
+        self.small[rows] = np.where(fits, 0, free[:, :, None]).sum(axis=1)
+        self.total[rows] = free.sum(axis=1)
+        self.vsum[rows] = np.where(cl.gpu_real[rows], self.waste[free], 0.0).sum(axis=1)
+        self.frag[rows] = self._frag(
+            rows,
+            small=self.small[rows],
+            big=self.big[rows],
+            total=self.total[rows],
+            cpu_free=cl.cpu_free[rows],
+            mem_free=cl.mem_free[rows],
+        )
+        self.seen[rows] = cl.version[rows]
+
+    def _frag(
+        self,
+        nodes: IntArray,
+        *,
+        small: IntArray,
+        big: IntArray,
+        total: IntArray,
+        cpu_free: IntArray,
+        mem_free: IntArray,
+    ) -> FloatArray:
+        usable = self.access[nodes] & (cpu_free[:, None] >= self.c[None, :]) & (big >= self.k)
+        if self.use_memory:
+            usable &= mem_free[:, None] >= self.mem[None, :]
+        lost = np.where(usable, small, total[:, None]).astype(np.float64)
+        frag = lost @ self.p
+        if self.stranding:
+            frag += self.stranding * self._stranded(total, cpu_free, mem_free)
+        return frag
+
+    def _stranded(self, total: IntArray, cpu_free: IntArray, mem_free: IntArray) -> FloatArray:
+        """Free GPU milli that the node's free CPU (and memory) cannot feed, at the workload's
+        average CPU (memory) per milli-GPU: a smooth early warning of CPU-starved GPUs."""
+        fed = cpu_free / max(self.cpu_per_milli, 1e-9)
+        if self.use_memory:
+            fed = np.minimum(fed, mem_free / max(self.mem_per_milli, 1e-9))
+        return np.maximum(0.0, total - fed)
+
+    def delta(
+        self, demand: demands.Demand, feasible: npt.NDArray[np.bool_]
+    ) -> tuple[FloatArray, IntArray]:
+        """For each node, the least increase of fragmentation placing `demand` can cause there,
+        and the GPU that achieves it (-1 for whole GPUs / no GPU). Infeasible nodes get +inf.
+        """
+        self.refresh()
+        cl = self.cluster
+        n = len(cl)
+        out = np.full(n, np.inf, dtype=np.float64)
+        best_gpu = np.full(n, -1, dtype=np.int64)
+        nodes = np.flatnonzero(feasible)
+        if nodes.size == 0 or self.p.size == 0:
+            out[nodes] = 0.0
+            return out, best_gpu
+        share = cl.share_milli(demand)
+        share_nodes = nodes[share[nodes] > 0]
+        other_nodes = nodes[share[nodes] == 0]
+        if other_nodes.size:
+            k = demand.gpus if demand.kind == "whole" else 0
+            big = self.big[other_nodes] - k * (self.m[None, :] <= resources.GPU_MILLI)
+            after = self._frag(
+                other_nodes,
+                small=self.small[other_nodes],
+                big=big,
+                total=self.total[other_nodes] - k * resources.GPU_MILLI,
+                cpu_free=cl.cpu_free[other_nodes] - demand.cpu_milli,
+                mem_free=cl.mem_free[other_nodes] - demand.memory_mib,
+            )
+            out[other_nodes] = after - self.frag[other_nodes]
+            if self.lookahead and k:
+                out[other_nodes] += self.lookahead * k * (self.waste[0] - self.waste[-1])
+        if share_nodes.size:
+            node_of, gpu_of, after = self._share_candidates(share_nodes, share[share_nodes], demand)
+            delta = after - self.frag[node_of]
+            starts = np.flatnonzero(np.r_[True, node_of[1:] != node_of[:-1]])
+            mins = np.minimum.reduceat(delta, starts)
+            owners = node_of[starts]
+            out[owners] = mins
+            # the first candidate of each node reaching its minimum
+            is_min = delta <= np.repeat(mins, np.diff(np.r_[starts, delta.size])) + 1e-9
+            first = np.flatnonzero(is_min)
+            keep = np.r_[True, node_of[first][1:] != node_of[first][:-1]]
+            best_gpu[node_of[first][keep]] = gpu_of[first][keep]
+        return out, best_gpu
+
+    def _share_candidates(
+        self, nodes: IntArray, need: IntArray, demand: demands.Demand
+    ) -> tuple[IntArray, IntArray, FloatArray]:
+        cl = self.cluster
+        free = cl.gpu_free[nodes]
+        ok = cl.gpu_real[nodes] & (free >= need[:, None])
+        width = free.shape[1]
+        for j in range(1, width):  # one candidate per distinct free level on a node
+            same = (free[:, :j] == free[:, j : j + 1]) & ok[:, :j]
+            ok[:, j] &= ~same.any(axis=1)
+        row, gpu = np.nonzero(ok)
+        node_of = nodes[row]
+        before = free[row, gpu]
+        now = before - need[row]
+        m = self.m[None, :]
+        d_small = np.where(now[:, None] < m, now[:, None], 0) - np.where(
+            before[:, None] < m, before[:, None], 0
+        )
+        d_big = (now[:, None] >= m).astype(np.int64) - (before[:, None] >= m)
+        after = self._frag(
+            node_of,
+            small=self.small[node_of] + d_small,
+            big=self.big[node_of] + d_big,
+            total=self.total[node_of] - need[row],
+            cpu_free=cl.cpu_free[node_of] - demand.cpu_milli,
+            mem_free=cl.mem_free[node_of] - demand.memory_mib,
+        )
+        if self.lookahead:
+            after = after + self.lookahead * (self.waste[now] - self.waste[before])
+        return node_of, gpu.astype(np.int64), after
+
+
+def terminal_waste(workload: Workload) -> FloatArray:
+    """V[f]: the milli-GPU expected to stay unused on one GPU with f milli free, if tasks keep
+    arriving from the workload and each one that fits is put on it (a one-GPU look-ahead).
+
+    V[f] = f when no single-GPU task fits; otherwise the popularity-weighted mean of V[f - m]
+    over the tasks with m <= f. FGD counts a GPU with 530 free as no fragment for a 470 task;
+    V sees the 60 that task will leave behind.
+    """
+    size = resources.GPU_MILLI + 1
+    out = np.arange(size, dtype=np.float64)
+    singles = [(s.milli, s.popularity) for s in workload.shapes if s.count == 1 and s.milli > 0]
+    if not singles:
+        return out
+    milli = np.array([m for m, _ in singles], dtype=np.int64)
+    prob = np.array([p for _, p in singles], dtype=np.float64)
+    for f in range(1, size):
+        fits = milli <= f
+        if fits.any():
+            weights = prob[fits]
+            out[f] = float((weights * out[f - milli[fits]]).sum() / weights.sum())
+    return out

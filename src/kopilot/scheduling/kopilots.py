@@ -1,0 +1,31 @@
+"""kopilot's own placement policy: FGD's fragmentation, made aware of CPU- and memory-starved GPUs.
+
+FGD counts a GPU as a fragment for a task shape only once the node can no longer host that shape.
+On the openb cluster the binding constraint is often CPU, not GPU: an 8-GPU node with 96 vCPU has
+12 vCPU per GPU while the trace's GPU pods ask ~14 vCPU per GPU, and CPU-only pods land anywhere
+their placement does not yet cross a threshold. Idle GPUs then end up stranded behind exhausted
+CPU. kopilot adds to the fragmentation of a node its *stranded* GPU capacity: the free milli-GPU
+that the node's free CPU (and memory) cannot feed at the workload's average CPU (memory) per
+milli-GPU. The increase of that sum is minimised as in FGD, so CPU-hungry and CPU-only pods are
+steered to CPU-rich nodes early, before any threshold is crossed. Memory also counts in the
+fragmentation test (FGD looks at CPU only). Ties are broken by best fit.
+"""
+
+from __future__ import annotations
+
+from kopilot.scheduling import fgd, fragmentation, framework, scores
+
+DESCRIPTION = "fragmentation + stranded-GPU aware placement (kopilot)"
+STRANDING = 1.0
+"""Weight of stranded milli-GPU against fragmented milli-GPU (both are GPU capacity lost)."""
+TIE_BREAK = 1e-4
+
+
+def plugins(
+    workload: fragmentation.Workload,
+) -> tuple[tuple[tuple[framework.Score, float], ...], framework.GpuPicker]:
+    """kopilot's score plugins with their weights, and its GPU picker."""
+    frag = fgd.FragmentationScore(
+        workload, name="FragmentationAndStranding", memory=True, stranding=STRANDING
+    )
+    return ((frag, 1.0), (scores.BestFit(), TIE_BREAK)), fgd.FragmentationPicker(frag)

@@ -1,0 +1,65 @@
+"""FGD's fragmentation, computed by hand on small nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kopilot.scheduling import fragmentation, state
+from tests.scheduling.builders import node, pod
+
+WHOLE = fragmentation.TaskShape(
+    milli=1000, count=1, cpu_milli=8000, memory_mib=0, models=frozenset(), popularity=0.5
+)
+HALF = fragmentation.TaskShape(
+    milli=500, count=1, cpu_milli=4000, memory_mib=0, models=frozenset(), popularity=0.5
+)
+
+
+def frag_of(cluster: state.ClusterState) -> fragmentation.Fragmentation:
+    return fragmentation.Fragmentation(cluster, fragmentation.Workload(shapes=(WHOLE, HALF)))
+
+
+def test_fragmentation_counts_what_each_task_shape_cannot_use() -> None:
+    cl = state.ClusterState([node("n0", gpus_=2), node("n1", gpus_=2)])
+    cl.assign(state.Allocation(pod="a", node=0, gpu_indices=(0,), milli_per_gpu=700))
+    f = frag_of(cl)
+    f.refresh()
+    # GPU 0 has 300 free: a fragment for both shapes (300 < 500 and < 1000).
+    assert f.frag.tolist() == [300.0, 0.0]
+
+
+def test_delta_picks_the_gpu_that_grows_fragmentation_least() -> None:
+    cl = state.ClusterState([node("n0", gpus_=2), node("n1", gpus_=2)])
+    cl.assign(state.Allocation(pod="a", node=0, gpu_indices=(0,), milli_per_gpu=300))
+    f = frag_of(cl)
+    delta, gpu = f.delta(pod("x", milli=500), np.ones(2, dtype=np.bool_))
+    # n0 GPU0 700 -> 200 free: before 0.5*700 (whole) = 350; after 0.5*200 + 0.5*200 = 200.
+    assert delta[0] == pytest.approx(-150.0) and gpu[0] == 0
+    # n1 any GPU 1000 -> 500: whole shape loses 500 x 0.5.
+    assert delta[1] == pytest.approx(250.0)
+
+
+def test_a_node_without_cpu_for_a_shape_is_all_fragment_for_it() -> None:
+    cl = state.ClusterState([node("n0", gpus_=1, cpu=6000)])
+    f = frag_of(cl)
+    f.refresh()
+    assert f.frag.tolist() == [500.0]  # the whole shape needs 8000m CPU: its 0.5 x 1000
+
+
+def test_stranding_counts_gpus_the_free_cpu_cannot_feed() -> None:
+    cl = state.ClusterState([node("n0", gpus_=2, cpu=20_000)])
+    plain = frag_of(cl)
+    strand = fragmentation.Fragmentation(
+        cl, fragmentation.Workload(shapes=(WHOLE, HALF)), stranding=1.0
+    )
+    cpu_pod = pod("cpu", cpu=12_000)
+    d_plain, _ = plain.delta(cpu_pod, np.ones(1, dtype=np.bool_))
+    d_strand, _ = strand.delta(cpu_pod, np.ones(1, dtype=np.bool_))
+    assert d_plain[0] == 0.0  # 8000m left still hosts every shape
+    assert d_strand[0] > 0.0  # but cannot feed both idle GPUs at the workload's CPU per GPU
+
+
+def test_terminal_waste_sees_what_a_fitting_task_leaves() -> None:
+    waste = fragmentation.terminal_waste(fragmentation.Workload(shapes=(HALF,)))
+    assert waste[400] == 400.0 and waste[500] == 0.0 and waste[600] == 100.0
