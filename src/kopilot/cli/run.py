@@ -1,0 +1,284 @@
+"""`kopilot run`: the loop against a live cluster (KubeWorld), inside the guardrails."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from kopilot.cli.app import app
+
+if TYPE_CHECKING:
+    from kopilot.metrics import prometheus
+    from kopilot.model import series
+
+
+class PrometheusDemand:
+    """The KubeWorld's demand source over the Prometheus client: one series per query."""
+
+    def __init__(self, client: prometheus.Client) -> None:
+        self.client = client
+
+    def demand(self, query: str, *, start: float, end: float, step: float) -> series.Series:
+        from kopilot.model import errors
+        from kopilot.model import series as series_
+
+        result = self.client.query_range(query, start=start, end=end, step=step)
+        if not result.series:
+            return series_.Series.empty()
+        if len(result.series) > 1:
+            raise errors.InvalidInputError(
+                f"demand query {query!r} returned {len(result.series)} series; it must return "
+                "one (wrap it in sum(...))"
+            )
+        return result.series[0].samples
+
+
+@app.command()
+def run(
+    kubeconfig: Path | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="Kubeconfig file. Default: the in-cluster service account when running in a pod, "
+        "else $KUBECONFIG or ~/.kube/config.",
+        dir_okay=False,
+    ),
+    context: str | None = typer.Option(None, "--context", help="Kubeconfig context to use."),
+    prometheus_url: str | None = typer.Option(
+        None,
+        "--prometheus-url",
+        help="Prometheus base URL for the services' `kopilot.io/demand-query`. Without it no "
+        "service has demand history, and the scaling policy's data-quality gate falls back to "
+        "its reactive rule (and says so in every action's reason).",
+    ),
+    interval: float = typer.Option(15.0, "--interval", min=1.0, help="Seconds between cycles."),
+    once: bool = typer.Option(False, "--once", help="Run one cycle, then exit."),
+    audit_log: Path = typer.Option(
+        Path("kopilot-state/audit.jsonl"),
+        "--audit-log",
+        help="Append-only JSONL of every verdict. Read back on start so rate limits, cool-downs "
+        "and blast-radius limits hold across restarts.",
+        dir_okay=False,
+    ),
+    policy: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="Governance policy YAML (guardrails; see `kopilot policy --schema`). Its `dry_run` "
+        "decides whether kopilot acts; without a file kopilot runs in dry-run.",
+        exists=True,
+        dir_okay=False,
+    ),
+    no_dry_run: bool = typer.Option(
+        False, "--no-dry-run", help="Act on the cluster (overrides the policy file's dry_run)."
+    ),
+    metrics_port: int = typer.Option(
+        9102, "--metrics-port", help="Port for /metrics, /healthz, /readyz (-1: off, 0: any)."
+    ),
+    metrics_host: str = typer.Option(
+        "0.0.0.0", "--metrics-host", help="Address the metrics server binds."
+    ),
+    leader_elect: bool = typer.Option(
+        True,
+        "--leader-elect/--no-leader-elect",
+        help="Act only while holding the coordination.k8s.io Lease (run several replicas safely).",
+    ),
+    lease_namespace: str = typer.Option("kube-system", "--lease-namespace"),
+    lease_name: str = typer.Option("kopilot", "--lease-name"),
+    identity: str | None = typer.Option(
+        None,
+        "--identity",
+        help="This replica's name in the Lease and in Events (default: host-pid).",
+    ),
+    node_grace: float = typer.Option(
+        60.0, "--node-grace", help="Seconds a node must be NotReady before kopilot cordons it."
+    ),
+    demand_step: float = typer.Option(15.0, "--demand-step", help="Demand query step (s)."),
+    demand_history: float = typer.Option(
+        3600.0, "--demand-history", help="Demand history each cycle reads (s)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every action and problem."),
+) -> None:
+    """Run kopilot against a live Kubernetes cluster.
+
+    Every --interval seconds: snapshot the cluster from watch caches (nodes, pods, and the
+    Deployments/StatefulSets annotated `kopilot.io/managed: "true"`), read each service's demand
+    from Prometheus, let the policies decide (predictive scaling ahead of cold starts, cordoning
+    nodes that stay NotReady), pass every action through the governor, record every verdict in
+    the audit log, and apply what is approved: the scale subresource, cordons, evictions that
+    respect PodDisruptionBudgets, Events and `kopilot.io/last-action` annotations saying why.
+
+    Dry-run by default: nothing changes until --no-dry-run or a policy file with `dry_run: false`.
+    With leader election (the default) only the replica holding the Lease acts.
+    """
+    import logging
+    import signal
+    import threading
+
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from rich.console import Console
+
+    from kopilot.governance import audit, governor, guardrails, policyfile
+    from kopilot.kits import clocks, randomness
+    from kopilot.kube import leases, readiness, running, worlds
+    from kopilot.loop import cycles
+    from kopilot.metrics import exporter as exporter_
+    from kopilot.metrics import prometheus
+    from kopilot.model import errors
+    from kopilot.scaling import policies
+
+    console = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    def fail(message: str, code: int = 2) -> typer.Exit:
+        console.print(f"[red]error:[/red] {message}")
+        return typer.Exit(code)
+
+    try:
+        held = policyfile.load(policy) if policy is not None else None
+    except errors.InvalidInputError as e:
+        raise fail(str(e)) from e
+    rails = held.rails if held is not None else guardrails.Guardrails()
+    if no_dry_run:
+        from dataclasses import replace
+
+        rails = replace(rails, dry_run=False)
+
+    try:
+        if kubeconfig is not None:
+            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig), context=context
+            )
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            cfg = k8s_client.Configuration()
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            api_client = k8s_client.ApiClient(cfg)
+        else:
+            api_client = k8s_config.new_client_from_config(context=context)  # type: ignore[no-untyped-call]
+    except (k8s_config.ConfigException, OSError, ValueError) as e:
+        raise fail(f"cannot load the cluster configuration: {e}") from e
+
+    clock = clocks.WallClock()
+    me = identity or f"{socket.gethostname()}-{os.getpid()}"
+    prom = prometheus.Client(prometheus_url) if prometheus_url else None
+    exporter = exporter_.Exporter(clock, stale_after_s=max(300.0, 10 * interval))
+    metrics_server = None
+    if metrics_port >= 0:
+        try:
+            metrics_server = exporter.serve(metrics_host, metrics_port)
+        except OSError as e:
+            raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {e}") from e
+        console.print(f"metrics: {metrics_server.url}/metrics  health: /healthz /readyz")
+
+    elector: leases.LeaseElector | None = None
+    world = worlds.KubeWorld.connect(
+        api_client,
+        clock=clock,
+        rng=randomness.rng(os.getpid(), "kube-retries"),
+        demand=PrometheusDemand(prom) if prom is not None else None,
+        settings=worlds.Settings(
+            identity=me, demand_history_s=demand_history, demand_step_s=demand_step
+        ),
+    )
+    if leader_elect:
+        lease_settings = leases.LeaseSettings(namespace=lease_namespace, name=lease_name)
+        elector = leases.LeaseElector(world.api, identity=me, clock=clock, settings=lease_settings)
+        world.may_act = elector.is_leader
+    slots = [
+        cycles.PolicySlot(
+            policy=policies.PredictivePolicy(policies.PredictiveSettings(sync_period_s=interval))
+        ),
+        cycles.PolicySlot(policy=readiness.ReadinessPolicy(grace_s=node_grace)),
+    ]
+    gov = governor.Governor(rails)
+    try:
+        log = audit.AuditLog(audit_log)
+    except errors.KopilotError as e:
+        raise fail(str(e)) from e
+    runner = running.Runner(
+        world, slots, gov, log, clock=clock, elector=elector, resume_max_age_s=3 * interval
+    )
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    mode = "dry-run" if rails.dry_run else "acting"
+    console.print(
+        f"kopilot run as {me}: {mode}; interval {interval:g} s; audit log {audit_log}; "
+        f"demand from {prometheus_url or 'nowhere (no --prometheus-url)'}"
+    )
+    code = 0
+    try:
+        try:
+            with world:
+                exporter.set_ready(True)
+                while not stopping.is_set():
+                    began = clock.now()
+                    step = runner.step()
+                    judged = step.report.judged if step.report else ()
+                    exporter.observe_step(
+                        leader=step.leader,
+                        duration_s=step.duration_s,
+                        error=step.error is not None,
+                        judged=[(v.action.kind, str(v.outcome)) for v in judged],
+                        failed=[kind for kind, ok in step.applied if not ok],
+                        problems=len(step.problems),
+                    )
+                    _print_step(console, step, verbose)
+                    if once:
+                        code = 1 if step.error else 0
+                        break
+                    stopping.wait(max(0.0, interval - (clock.now() - began)))
+        except errors.KopilotError as e:
+            raise fail(str(e), 1) from e
+    finally:
+        runner.release()
+        if metrics_server is not None:
+            metrics_server.close()
+        if prom is not None:
+            prom.close()
+        api_client.close()
+    raise typer.Exit(code)
+
+
+def _print_step(console: object, step: object, verbose: bool) -> None:
+    from rich.console import Console
+
+    from kopilot.governance import verdicts
+    from kopilot.kube import running
+
+    assert isinstance(console, Console) and isinstance(step, running.Step)
+    stamp = f"[dim]{step.time:.0f}[/dim]"
+    for line in step.resumed:
+        console.print(f"{stamp} resumed {line}")
+    if not step.leader:
+        console.print(f"{stamp} follower: another replica holds the lease")
+        return
+    if step.error:
+        console.print(f"{stamp} [yellow]cycle failed:[/yellow] {step.error}")
+        return
+    report = step.report
+    if report is None:
+        return
+    counts = ", ".join(f"{o}: {report.count(o)}" for o in verdicts.Outcome if report.count(o))
+    console.print(
+        f"{stamp} cycle {step.duration_s * 1000:.0f} ms; {counts or 'no actions'}"
+        + (f"; [red]{len(report.failures)} failed[/red]" if report.failures else "")
+    )
+    for failure in report.failures:
+        console.print(f"  [red]failed:[/red] {failure}")
+    if verbose:
+        for v in report.judged:
+            console.print(f"  {v.outcome}: {v.action.target} - {v.reason}")
+        for problem in step.problems:
+            console.print(f"  [yellow]problem:[/yellow] {problem}")

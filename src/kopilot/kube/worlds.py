@@ -1,0 +1,253 @@
+"""KubeWorld: the live World. Snapshots from list+watch caches; actions through the API.
+
+    world = KubeWorld(api, clock=clocks.WallClock(), demand=source)
+    with world:                       # starts the caches, waits until they are synced
+        report = cycles.run_cycle(world, slots, gov, log, clock.now())
+
+- Nodes, pods, Deployments and StatefulSets come from informer caches (`kopilot.kube.caches`),
+  converted once per change; a snapshot copies them, so it costs no API call.
+- Services are the workloads annotated `kopilot.io/managed: "true"` (`kopilot.kube.annotations`);
+  a workload with bad annotations is left out and named in `problems`.
+- Demand: for each service with a `kopilot.io/demand-query`, a range query over the last
+  `demand_history_s` through the `DemandSource` (Prometheus in production). A failing query leaves
+  the service without history, so the policies' data-quality gate falls back, and says why.
+- `apply` runs only while `may_act()` says so (the leader-election fence), and writes the
+  decision id of each action (`kopilot.kube.resuming`) onto the object it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self, cast
+
+from kopilot.kits import clocks
+from kopilot.kube import apis, applying, caches, converting, events, objects, resuming, retrying
+from kopilot.loop import worlds
+from kopilot.model import actions, cluster, errors, series
+
+log = logging.getLogger(__name__)
+
+
+class DemandSource(Protocol):
+    """Where request-rate history comes from (Prometheus, or a replayed curve in tests)."""
+
+    def demand(self, query: str, *, start: float, end: float, step: float) -> series.Series:
+        """Samples of `query` (req/s) over [start, end] every `step` s; raises KopilotError."""
+        ...
+
+
+class NotSyncedError(errors.TemporaryError):
+    """The caches have not finished their first list yet: no snapshot to give."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    identity: str = "kopilot"
+    """Who acts: the Events' reporting instance (pod name, in a cluster)."""
+    demand_history_s: float = 3600.0
+    demand_step_s: float = 15.0
+    sync_timeout_s: float = 60.0
+    watch_timeout_s: int = 300
+    page_size: int = 500
+
+
+Managed = tuple[converting.WorkloadRef, cluster.ModelService] | None
+
+
+def _managed(raw: dict[str, Any]) -> Managed:
+    workload = cast(objects.Workload, raw)
+    ref = converting.workload_ref(workload)
+    if ref is None:
+        return None
+    return ref, converting.service_of(workload, ref)
+
+
+def _node(raw: dict[str, Any]) -> converting.NodeInfo:
+    return converting.node_info(cast(objects.Node, raw))
+
+
+def _pod(raw: dict[str, Any]) -> cluster.Pod:
+    return converting.pod_of(cast(objects.Pod, raw))
+
+
+class KubeWorld:
+    """A live cluster as a World (see the module docstring)."""
+
+    def __init__(
+        self,
+        api: apis.Api,
+        *,
+        clock: clocks.Clock,
+        demand: DemandSource | None = None,
+        settings: Settings = Settings(),
+        may_act: Callable[[], bool] | None = None,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self._clock = clock
+        self._demand = demand
+        self.may_act = may_act
+        self.problems: tuple[str, ...] = ()
+        """What the last snapshot had to leave out, and why."""
+        common: dict[str, Any] = {
+            "api": api,
+            "clock": clock,
+            "page_size": settings.page_size,
+            "watch_timeout_s": settings.watch_timeout_s,
+        }
+        self.nodes = caches.Informer[converting.NodeInfo](
+            kind="Node",
+            path=caches.NODES,
+            transform=_node,
+            **common,
+        )
+        self.pods = caches.Informer[cluster.Pod](
+            kind="Pod",
+            path=caches.PODS,
+            transform=_pod,
+            **common,
+        )
+        self.deployments = caches.Informer[Managed](
+            kind="Deployment", path=caches.DEPLOYMENTS, transform=_managed, **common
+        )
+        self.statefulsets = caches.Informer[Managed](
+            kind="StatefulSet", path=caches.STATEFULSETS, transform=_managed, **common
+        )
+        self.informers = (self.nodes, self.pods, self.deployments, self.statefulsets)
+        self._actuator = applying.Actuator(api, events.Recorder(api, identity=settings.identity))
+
+    @classmethod
+    def connect(
+        cls,
+        api_client: Any,
+        *,
+        clock: clocks.Clock,
+        rng: random.Random,
+        demand: DemandSource | None = None,
+        settings: Settings = Settings(),
+        may_act: Callable[[], bool] | None = None,
+        backoff: retrying.Backoff | None = None,
+    ) -> KubeWorld:
+        """A KubeWorld over an official-client `ApiClient` (from a kubeconfig or in-cluster)."""
+        api = apis.Api(api_client, retrying.Retrier(clock, rng, backoff or retrying.Backoff()))
+        return cls(api, clock=clock, demand=demand, settings=settings, may_act=may_act)
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        deadline = self._clock.now() + (
+            timeout if timeout is not None else self.settings.sync_timeout_s
+        )
+        for informer in self.informers:
+            left = max(0.0, deadline - self._clock.now())
+            if not informer.wait_synced(left):
+                return False
+        return True
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        if not self.wait_synced():
+            self.stop()
+            raise NotSyncedError(
+                f"the API caches did not sync within {self.settings.sync_timeout_s:.0f} s: "
+                + "; ".join(f"{i.kind}: {i.last_error or 'no answer'}" for i in self.informers),
+                retry_after=5.0,
+            )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- World port -------------------------------------------------------------------------
+    def snapshot(self, now: float) -> cluster.ClusterSnapshot:
+        if not all(i.synced for i in self.informers):
+            raise NotSyncedError("the API caches are not synced yet", retry_after=1.0)
+        problems: list[str] = []
+        for informer in self.informers:
+            problems.extend(f"{informer.kind} {k}: {v}" for k, v in informer.problems().items())
+        pods = tuple(sorted(self.pods.items().values(), key=lambda p: p.key))
+        nodes = tuple(
+            sorted(
+                converting.with_gpu_usage(self.nodes.items().values(), pods),
+                key=lambda n: n.name,
+            )
+        )
+        services: list[cluster.ModelService] = []
+        demand: dict[str, series.Series] = {}
+        for ref, svc in self._managed():
+            services.append(svc)
+            query = ref.settings.demand_query
+            if query is None or self._demand is None:
+                continue
+            try:
+                demand[svc.key] = self._demand.demand(
+                    query,
+                    start=now - self.settings.demand_history_s,
+                    end=now,
+                    step=self.settings.demand_step_s,
+                )
+            except errors.KopilotError as e:
+                problems.append(f"service {svc.key}: demand query failed, no history: {e}")
+        self.problems = tuple(problems)
+        return cluster.ClusterSnapshot(
+            time=now, nodes=nodes, pods=pods, services=tuple(services), demand=demand
+        )
+
+    def apply(self, action: actions.Action, now: float) -> worlds.Applied:
+        if self.may_act is not None and not self.may_act():
+            return worlds.Applied(
+                ok=False, detail=f"{actions.describe(action)}: not the leader any more; skipped"
+            )
+        decision = resuming.decision_id(action, now)
+        kind = self.workload_kind(_service_of(action))
+        result = self._actuator.apply(action, now, decision=decision, workload_kind=kind)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(level, "%s -> %s", actions.describe(action), result.detail or "ok")
+        return result
+
+    # -- helpers ----------------------------------------------------------------------------
+    def workload_kind(self, service: str | None) -> str | None:
+        if service is None:
+            return None
+        for ref, _ in self._managed():
+            if ref.key == service:
+                return ref.kind
+        return None
+
+    def _managed(self) -> list[tuple[converting.WorkloadRef, cluster.ModelService]]:
+        found = [
+            m
+            for informer in (self.deployments, self.statefulsets)
+            for m in informer.items().values()
+            if m is not None
+        ]
+        return sorted(found, key=lambda m: m[0].key)
+
+
+def _service_of(action: actions.Action) -> str | None:
+    match action:
+        case actions.Scale():
+            return action.service
+        case actions.Restart():
+            return action.service
+        case actions.Alert() | actions.Recommend():
+            parts = action.subject.split("/")
+            return "/".join(parts[1:]) if parts[0] == "service" and len(parts) == 3 else None
+        case _:
+            return None

@@ -1,0 +1,171 @@
+"""kopilot's own Prometheus metrics and health endpoints (`kopilot run --metrics-port`).
+
+| path | what |
+|---|---|
+| `/metrics` | `kopilot_cycles_total{result}`, `kopilot_actions_total{kind,outcome}`, `kopilot_cycle_duration_seconds`, `kopilot_leader`, `kopilot_last_cycle_timestamp_seconds`, `kopilot_world_problems` |
+| `/healthz` | 200 while the loop has stepped within `stale_after_s` (leader or not), else 503 |
+| `/readyz` | 200 once the loop is ready (its caches synced), else 503 |
+
+Every metric lives in the exporter's own registry (no global state); the server is a small
+threaded HTTP server that keeps serving whatever a client sends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from http import server
+from typing import Any
+
+import prometheus_client
+
+from kopilot.kits import clocks
+
+OUTCOMES = ("approved", "dry-run", "refused", "pending-approval", "failed")
+
+
+class Exporter:
+    """kopilot's metrics and health state; `serve` exposes them over HTTP."""
+
+    def __init__(self, clock: clocks.Clock, *, stale_after_s: float = 300.0) -> None:
+        self._clock = clock
+        self.stale_after_s = stale_after_s
+        self.registry = prometheus_client.CollectorRegistry()
+        r = self.registry
+        self.cycles = prometheus_client.Counter(
+            "kopilot_cycles", "Loop steps, by result (ok, error, follower).", ["result"], registry=r
+        )
+        self.actions = prometheus_client.Counter(
+            "kopilot_actions",
+            "Actions judged by the governor, by kind and outcome (failed = approved but the "
+            "cluster refused it).",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.duration = prometheus_client.Histogram(
+            "kopilot_cycle_duration_seconds",
+            "Time one loop step took (snapshot, policies, governor, apply).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.leader = prometheus_client.Gauge(
+            "kopilot_leader", "1 while this instance holds the leader lease.", registry=r
+        )
+        self.last_cycle = prometheus_client.Gauge(
+            "kopilot_last_cycle_timestamp_seconds",
+            "Unix time of the last loop step.",
+            registry=r,
+        )
+        self.problems = prometheus_client.Gauge(
+            "kopilot_world_problems",
+            "Objects the last snapshot left out (bad annotations, failed demand queries).",
+            registry=r,
+        )
+        self._last_step: float | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    # -- recording --------------------------------------------------------------------------
+    def observe_step(
+        self,
+        *,
+        leader: bool,
+        duration_s: float,
+        error: bool,
+        judged: Iterable[tuple[str, str]] = (),
+        failed: Iterable[str] = (),
+        problems: int = 0,
+    ) -> None:
+        """Record one loop step: `judged` as (kind, outcome) pairs, `failed` as kinds."""
+        result = "error" if error else ("ok" if leader else "follower")
+        self.cycles.labels(result=result).inc()
+        self.leader.set(1 if leader else 0)
+        self.duration.observe(max(0.0, duration_s))
+        for kind, outcome in judged:
+            self.actions.labels(kind=kind, outcome=outcome).inc()
+        for kind in failed:
+            self.actions.labels(kind=kind, outcome="failed").inc()
+        self.problems.set(problems)
+        now = self._clock.now()
+        self.last_cycle.set(now)
+        with self._lock:
+            self._last_step = now
+
+    def set_ready(self, ready: bool) -> None:
+        with self._lock:
+            self._ready = ready
+
+    # -- health -----------------------------------------------------------------------------
+    def healthy(self) -> tuple[bool, str]:
+        with self._lock:
+            last = self._last_step
+        if last is None:
+            return True, "starting"
+        age = self._clock.now() - last
+        if age > self.stale_after_s:
+            return False, f"no loop step for {age:.0f} s (limit {self.stale_after_s:.0f} s)"
+        return True, f"last step {age:.0f} s ago"
+
+    def ready(self) -> tuple[bool, str]:
+        with self._lock:
+            return (True, "ready") if self._ready else (False, "caches not synced yet")
+
+    def render(self) -> bytes:
+        return bytes(prometheus_client.generate_latest(self.registry))
+
+    # -- serving ----------------------------------------------------------------------------
+    def serve(self, host: str, port: int) -> MetricsServer:
+        """Serve /metrics, /healthz and /readyz on host:port (port 0: any free port)."""
+        return MetricsServer(self, host, port)
+
+
+class MetricsServer:
+    """A threaded HTTP server for one Exporter; `close()` stops it."""
+
+    def __init__(self, exporter: Exporter, host: str, port: int) -> None:
+        handler = _handler_for(exporter)
+        self._httpd = server.ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self.port = int(self._httpd.server_address[1])
+        self.host = host
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="kopilot-metrics", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+def _handler_for(exporter: Exporter) -> type[server.BaseHTTPRequestHandler]:
+    class Handler(server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, exporter.render(), prometheus_client.CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/livez"):
+                ok, why = exporter.healthy()
+                self._send(200 if ok else 503, f"{why}\n".encode(), "text/plain")
+            elif path == "/readyz":
+                ok, why = exporter.ready()
+                self._send(200 if ok else 503, f"{why}\n".encode(), "text/plain")
+            else:
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # no access log on stderr
+
+    return Handler
