@@ -49,6 +49,7 @@ class Job:
     max_days: float | None
     seed: int
     quantile: float
+    headroom: float | None
 
 
 def _load(job: Job) -> tuple[np.ndarray, np.ndarray, float]:
@@ -72,13 +73,15 @@ def _load(job: Job) -> tuple[np.ndarray, np.ndarray, float]:
     return t, v, step
 
 
-def _policies(quantile: float) -> list[Any]:
+def _policies(quantile: float, headroom: float | None) -> list[Any]:
     from kopilot.scaling import hpa, kpa, planning
     from kopilot.scaling.keda import behaviour
 
     hpa_settings = hpa.HpaSettings(target_utilization=BASELINE_UTILIZATION)
     return [
-        planning.ForecastPolicy(settings=planning.PlanSettings(quantile=quantile)),
+        planning.ForecastPolicy(
+            settings=planning.PlanSettings(quantile=quantile, headroom=headroom)
+        ),
         hpa.HpaPolicy(settings=hpa_settings),
         behaviour.KedaPolicy(settings=behaviour.KedaSettings(hpa=hpa_settings)),
         kpa.KpaPolicy(settings=kpa.KpaSettings(target_utilization=BASELINE_UTILIZATION)),
@@ -132,7 +135,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "actions": orc.starts,
         "seconds": 0.0,
     }
-    for policy in _policies(job.quantile):
+    for policy in _policies(job.quantile, job.headroom):
         world = serving.ServingWorld(
             spec,
             trace,
@@ -168,49 +171,21 @@ def run_job(job: Job) -> dict[str, Any]:
     return out
 
 
-def jobs(max_days: float | None, seed: int, quantile: float) -> list[Job]:
-    a = DATA / "alibaba-gentd26/qps.csv"
-    az = DATA / "azure-llm-inference-2023"
-    out = [
-        Job("alibaba-qps", "alibaba", str(a), max_days, seed, quantile),
-        Job(
-            "azure-code",
-            "azure",
-            str(az / "AzureLLMInferenceTrace_code.csv"),
-            max_days,
-            seed,
-            quantile,
-        ),
-        Job(
-            "azure-conv",
-            "azure",
-            str(az / "AzureLLMInferenceTrace_conv.csv"),
-            max_days,
-            seed,
-            quantile,
-        ),
-        Job("nyc_taxi", "nab", str(DATA / "nab/nyc_taxi.csv"), max_days, seed, quantile),
-        Job(
-            "elb_8c0756",
-            "nab",
-            str(DATA / "nab/elb_request_count_8c0756.csv"),
-            max_days,
-            seed,
-            quantile,
-        ),
+SERIES: tuple[tuple[str, str, str], ...] = (
+    ("alibaba-qps", "alibaba", "alibaba-gentd26/qps.csv"),
+    ("azure-code", "azure", "azure-llm-inference-2023/AzureLLMInferenceTrace_code.csv"),
+    ("azure-conv", "azure", "azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv"),
+    ("nyc_taxi", "nab", "nab/nyc_taxi.csv"),
+    ("elb_8c0756", "nab", "nab/elb_request_count_8c0756.csv"),
+    *((f"crane-input{i}", "crane", f"crane-dsp-testdata/input{i}.csv") for i in range(16)),
+)
+
+
+def jobs(max_days: float | None, seed: int, quantile: float, headroom: float | None) -> list[Job]:
+    return [
+        Job(name, loader, str(DATA / rel), max_days, seed, quantile, headroom)
+        for name, loader, rel in SERIES
     ]
-    out += [
-        Job(
-            f"crane-input{i}",
-            "crane",
-            str(DATA / f"crane-dsp-testdata/input{i}.csv"),
-            max_days,
-            seed,
-            quantile,
-        )
-        for i in range(16)
-    ]
-    return out
 
 
 def verdict(row: dict[str, Any]) -> tuple[bool, bool]:
@@ -231,17 +206,25 @@ def main() -> None:
     from rich.table import Table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", action="append", help="run only series whose name contains this")
+    parser.add_argument("--only", action="append", help="run only this series (repeatable)")
     parser.add_argument("--max-days", type=float, default=None, help="cut each series to this span")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quantile", type=float, default=0.95)
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        default=0.10,
+        help="kopilot's spare-capacity budget for choosing its quantile (negative: fixed quantile)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
+    if args.headroom is not None and args.headroom < 0:
+        args.headroom = None
     todo = [
         j
-        for j in jobs(args.max_days, args.seed, args.quantile)
-        if not args.only or any(o in j.name for o in args.only)
+        for j in jobs(args.max_days, args.seed, args.quantile, args.headroom)
+        if not args.only or j.name in args.only
     ]
     console = Console()
     results: list[dict[str, Any]] = []
@@ -253,7 +236,10 @@ def main() -> None:
                 results.append(row)
                 progress.advance(task)
     results.sort(key=lambda r: [j.name for j in todo].index(r["series"]))
-    table = Table(title=f"scaling replay (seed {args.seed}, kopilot quantile {args.quantile})")
+    table = Table(
+        title=f"scaling replay (seed {args.seed}, kopilot headroom {args.headroom}, "
+        f"quantile {args.quantile})"
+    )
     for col in ("series", "days", "policy", "unserved %", "replica-h", "x oracle", "actions", "s"):
         table.add_column(col, justify="right" if col not in ("series", "policy") else "left")
     met = beat = 0

@@ -174,13 +174,15 @@ class TrendModel:
 
     def forecast(self, grid: Grid, horizon: int) -> FloatArray:
         y = grid.values[-self.lookback :]
-        x = np.arange(y.size, dtype=np.float64)
-        slope, intercept = np.polyfit(x, y, 1) if y.size >= 2 else (0.0, float(y[-1]))
+        slope, level = 0.0, float(y[-1])
+        if y.size >= 2:
+            x = np.arange(y.size, dtype=np.float64) - (y.size - 1) / 2.0
+            slope = float(np.dot(x, y) / np.dot(x, x))
+            level = float(y.mean()) + slope * (y.size - 1) / 2.0
         steps = np.arange(1, horizon + 1, dtype=np.float64)
         # Damped: the trend's effect adds up as damping + damping^2 + ... (Gardner's damped trend).
         damped = self.damping * (1 - self.damping**steps) / (1 - self.damping)
-        level = intercept + slope * (y.size - 1)
-        return np.maximum(0.0, level + slope * damped)
+        return np.asarray(np.maximum(0.0, level + slope * damped), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ window peak that the policy plans with.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from kopilot.scaling import forecasters, periods
 
 DAY = periods.DAY
 MIN_IDLE_ORIGINS = 20
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99, 0.995)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,11 +61,19 @@ class Fitted:
 
     def peak(self, grid: forecasters.Grid, horizon: int) -> tuple[float, float]:
         """(point peak, calibrated `quantile` of the peak) over the next `horizon` steps."""
-        path = self.model.forecast(grid, max(1, horizon))
-        point = float(path.max())
-        if self.idle_peak is not None and point <= self.idle_level:
-            return point, self.idle_peak
-        return point, max(0.0, point + self.peak_error * (point + self.scale))
+        return self.peaks(grid, (horizon,))[0]
+
+    def peaks(self, grid: forecasters.Grid, horizons: Sequence[int]) -> list[tuple[float, float]]:
+        """`peak` for several horizons from one forecast path."""
+        path = self.model.forecast(grid, max(1, *horizons))
+        out = []
+        for h in horizons:
+            point = float(path[: max(1, h)].max())
+            if self.idle_peak is not None and point <= self.idle_level:
+                out.append((point, self.idle_peak))
+            else:
+                out.append((point, max(0.0, point + self.peak_error * (point + self.scale))))
+        return out
 
     def quantiles(
         self, grid: forecasters.Grid, horizon: int, levels: Sequence[float]
@@ -100,6 +110,25 @@ class _Trial:
     loss: float
     error_q: float
     idle_peak: float | None
+    predicted: np.ndarray
+    actual: np.ndarray
+    mean_actual: np.ndarray
+    idle: np.ndarray
+    busy: np.ndarray
+
+
+def _calibrate(trial: _Trial, scale: float, level: float) -> tuple[float, float | None, np.ndarray]:
+    """(scaled error quantile, idle peak quantile, planned peaks) at one quantile level."""
+    errors = trial.errors
+    error_q = float(np.quantile(errors, _conformal_level(errors.size, level)))
+    predicted = trial.predicted
+    planned = np.maximum(0.0, predicted + error_q * (np.maximum(predicted, 0.0) + scale))
+    idle_peak = None
+    n_idle = int(trial.idle.sum())
+    if n_idle >= MIN_IDLE_ORIGINS:
+        idle_peak = float(np.quantile(trial.actual[trial.idle], _conformal_level(n_idle, level)))
+        planned[trial.idle] = idle_peak
+    return error_q, idle_peak, planned
 
 
 def _trial(
@@ -127,25 +156,33 @@ def _trial(
     y = grid.values
     predicted = np.empty(origins.size)
     actual = np.empty(origins.size)
+    mean_actual = np.empty(origins.size)
     for i, o in enumerate(origins.tolist()):
         path = model.forecast(grid.head(o + 1), horizon)
         predicted[i] = path.max()
-        actual[i] = y[o + 1 : o + 1 + horizon].max()
+        window = y[o + 1 : o + 1 + horizon]
+        actual[i] = window.max()
+        mean_actual[i] = window.mean()
     idle = predicted <= idle_level
-    busy = ~idle if idle.sum() >= MIN_IDLE_ORIGINS else np.ones(origins.size, dtype=bool)
+    if idle.sum() < MIN_IDLE_ORIGINS:
+        idle = np.zeros(origins.size, dtype=bool)
+    busy = ~idle
     errors = (actual[busy] - predicted[busy]) / (np.maximum(predicted[busy], 0.0) + scale)
-    error_q = float(np.quantile(errors, _conformal_level(errors.size, quantile)))
-    planned = np.maximum(0.0, predicted + error_q * (np.maximum(predicted, 0.0) + scale))
-    idle_peak = None
-    if idle.sum() >= MIN_IDLE_ORIGINS:
-        idle_peak = float(np.quantile(actual[idle], _conformal_level(int(idle.sum()), quantile)))
-        planned[idle] = idle_peak
-    return _Trial(
+    trial = _Trial(
         name=model.name,
         errors=np.sort(errors),
-        loss=_pinball(actual, planned, quantile),
-        error_q=error_q,
-        idle_peak=idle_peak,
+        loss=math.inf,
+        error_q=0.0,
+        idle_peak=None,
+        predicted=predicted,
+        actual=actual,
+        mean_actual=mean_actual,
+        idle=idle,
+        busy=busy,
+    )
+    error_q, idle_peak, planned = _calibrate(trial, scale, quantile)
+    return dataclasses.replace(
+        trial, loss=_pinball(actual, planned, quantile), error_q=error_q, idle_peak=idle_peak
     )
 
 
@@ -160,10 +197,16 @@ def select(
     max_history_s: float = 14 * DAY,
     max_origins: int = 240,
     min_steps: int = 24,
+    headroom: float | None = None,
+    levels: Sequence[float] = LEVELS,
 ) -> Fitted | None:
     """Pick and calibrate the best forecaster for this history, or None if there is too little.
 
-    `horizon` is the peak window in steps; `quantile` the level the policy plans at.
+    `horizon` is the peak window in steps. Forecasters are compared by pinball loss at
+    `quantile`. With `headroom`, the plan's level is then the highest of `levels` whose planned
+    peaks, on the backtest, average at most (1 + headroom) x the peaks that really came: the
+    most protection the service can have for that much spare capacity (smooth demand gets a high
+    quantile, spiky demand a lower one instead of a runaway bill). Without it, `quantile` is used.
     """
     grid = forecasters.regular(history, step, since=now - max_history_s)
     n = len(grid)
@@ -195,6 +238,17 @@ def select(
     if not trials:
         return None
     best, chosen = min(trials, key=lambda tc: tc[0].loss)
+    level = quantile
+    if headroom is not None:
+        usable = [
+            lv
+            for lv in sorted(levels)
+            if float(np.mean(_calibrate(best, scale, lv)[2]))
+            <= (1.0 + headroom) * float(np.mean(best.actual))
+        ]
+        level = usable[-1] if usable else min(levels)
+        error_q, idle_peak, _ = _calibrate(best, scale, level)
+        best = dataclasses.replace(best, error_q=error_q, idle_peak=idle_peak)
     model = chosen.fit(grid, period_steps)
     if model is None:
         return None
@@ -203,7 +257,7 @@ def select(
         period=period,
         step=step,
         horizon=horizon,
-        quantile=quantile,
+        quantile=level,
         peak_error=best.error_q,
         errors=tuple(float(e) for e in best.errors),
         scale=scale,
@@ -215,8 +269,8 @@ def select(
 
 
 def infer_step(history: series.Series) -> float | None:
-    """The sampling step of a series: the median spacing of its last 200 samples."""
-    t = history.times[-201:]
+    """The sampling step of a series: the median spacing of its last 40 samples."""
+    t = history.times[-41:]
     if t.size < 3:
         return None
     d = np.diff(t)

@@ -33,9 +33,14 @@ from kopilot.scaling import forecasters, forecasting, quality
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlanSettings:
     quantile: float = 0.95
-    """The forecast quantile of peak demand that replicas are planned for."""
-    margin_s: float = 15.0
-    """Extra lead time beyond the cold start and one sampling step."""
+    """The forecast quantile of peak demand that replicas are planned for (with `headroom`
+    None), and the level forecasters are compared at."""
+    headroom: float | None = 0.10
+    """Plan at the highest quantile whose backtest plans average at most this much above the
+    demand that came (see `forecasting.select`); None plans at `quantile` always."""
+    margin_s: float = 0.0
+    """Extra lead time beyond the cold start and one sampling step (the cold start the service
+    declares is already a high quantile of its starts)."""
     hold_s: float = 300.0
     """Scale down only if the forecast allows it for this much longer than the scale-up window."""
     refit_every_s: float = 6 * 3600.0
@@ -139,6 +144,7 @@ def plan_service(
             now=now,
             candidates=s.candidates,
             max_history_s=s.max_history_s,
+            headroom=s.headroom,
         )
         span = min(s.max_history_s, float(history.times[-1] - history.times[0]))
         st = ServiceState(fitted=fitted, fitted_span_s=span, attempted_at=now)
@@ -155,14 +161,13 @@ def plan_service(
 
     lookback = max(fitted.model.lookback, 1) + 2
     grid = forecasters.regular(history, step, since=now - lookback * step - step / 2)
-    point, peak = fitted.peak(grid, horizon)
-    _, peak_down = fitted.peak(grid, horizon_down)
+    (point, peak), (_, peak_down) = fitted.peaks(grid, (horizon, horizon_down))
     idle = s.idle_fraction * cap
     need_up = 0 if peak < idle else _needed(peak, cap)
     need_down = 0 if peak_down < idle and (current or 0.0) < idle else _needed(peak_down, cap)
     up = max(need_up, floor)
     down = max(need_down, floor)
-    q = f"p{round(s.quantile * 100)}"
+    q = f"p{fitted.quantile * 100:g}"
     where = f"{fitted.name}, {fitted.period.label} period"
     if up > svc.replicas:
         target = up
@@ -191,7 +196,7 @@ def plan_service(
     evidence: dict[str, float | int | str] = {
         "forecaster": fitted.name,
         "period": fitted.period.label,
-        "quantile": s.quantile,
+        "quantile": fitted.quantile,
         "forecast_peak_rps": round(peak, 4),
         "forecast_point_rps": round(point, 4),
         "horizon_s": round(horizon * step, 1),
