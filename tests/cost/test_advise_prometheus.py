@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from kopilot.cost import rightsizing
+from kopilot.model import gpus
 from tests.fixtures import prometheus as fx
 
 pytestmark = pytest.mark.integration
@@ -85,6 +87,16 @@ def test_rightsizing_side_by_side_and_honest_gaps(report: tuple[dict, pathlib.Pa
     assert set(web["recommendations"]) == {"krr-simple", "vpa", "kopilot"}
     for rec in web["recommendations"].values():
         assert 0.05 < rec["cpu"] < 2.0  # below the 2-core request: oversized
+    sd = rows["genai/sd/worker"]
+    assert sd["gpu_model"] == "A100-80GB"
+    # up to 15 GiB of framebuffer + 15 %; the MIG fit holds both the share and the memory
+    kop = sd["recommendations"]["kopilot"]
+    assert 15 * 1024**3 < kop["gpu_memory"] < 18 * 1024**3
+    profile = gpus.A100_80GB.profile(sd["mig_fit"])
+    assert profile.compute / 7 >= kop["gpu"] and profile.memory_gb * 1e9 >= kop["gpu_memory"]
+    assert sd["mig_fit"] == rightsizing.fit_mig(
+        "A100-80GB", gpu_share=kop["gpu"], gpu_memory_bytes=kop["gpu_memory"]
+    )
     thin = rows["shop/thin/app"]
     assert thin["recommendations"] == {}
     assert any("too little history" in m for m in thin["messages"])

@@ -80,3 +80,12 @@ def test_replay_counts_oom_kills_as_rising_crossings() -> None:
     assert out.crossings == 2
     assert out.over_intervals == 3
     assert out.waste_hours == pytest.approx(3 * 1 * 60 / 3600)
+
+
+def test_fit_mig_picks_the_smallest_slice_that_holds_share_and_memory() -> None:
+    assert rightsizing.fit_mig("A100-80GB", gpu_share=0.1, gpu_memory_bytes=5e9) == "1g.10gb"
+    assert rightsizing.fit_mig("A100-80GB", gpu_share=0.1, gpu_memory_bytes=15e9) == "1g.20gb"
+    assert rightsizing.fit_mig("A100-80GB", gpu_share=0.4, gpu_memory_bytes=15e9) == "3g.40gb"
+    assert rightsizing.fit_mig("A100-80GB", gpu_share=0.9, gpu_memory_bytes=1e9) == "7g.80gb"
+    assert rightsizing.fit_mig("A100-80GB", gpu_share=0.5, gpu_memory_bytes=90e9) is None
+    assert rightsizing.fit_mig("T4", gpu_share=0.1, gpu_memory_bytes=1e9) is None

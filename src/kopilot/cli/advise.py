@@ -64,7 +64,7 @@ def parse_time(text: str | None, now: float) -> float:
 def _levels(rec: Any) -> dict[str, float | None]:
     return {
         r: (getattr(rec, r).value if getattr(rec, r) is not None else None)
-        for r in ("cpu", "memory", "gpu")
+        for r in ("cpu", "memory", "gpu", "gpu_memory")
     }
 
 
@@ -73,6 +73,7 @@ def build_report(fetched: Any, book: Any, settings: dict[str, Any]) -> dict[str,
     import numpy as np
 
     from kopilot.cost import attribution, idle, rightsizing, usage
+    from kopilot.model import gpus as gpus_model
 
     window = fetched.window
     allocations = [attribution.allocate(c, window, book) for c in fetched.containers]
@@ -105,6 +106,9 @@ def build_report(fetched: Any, book: Any, settings: dict[str, Any]) -> dict[str,
             for c in group
             if len(c.gpu_busy)
         )
+        gmem_parts = tuple(usage.finite(c.gpu_memory) for c in group if len(c.gpu_memory))
+        model = next((c.gpu_model for c in group if c.gpu_model), None)
+        model_gib = gpus_model.model_named(model).memory_gib if model else 0
         req_cpu = max(
             (c.cpu_request.last() or 0.0 for c in group if len(c.cpu_request)), default=None
         )
@@ -126,7 +130,14 @@ def build_report(fetched: Any, book: Any, settings: dict[str, Any]) -> dict[str,
             "history_hours": round(span_h, 2),
             "cost": round(cost_by_wc[key].total, 4),
             "waste": round(cost_by_wc[key].waste, 4),
-            "request": {"cpu": req_cpu, "memory": req_mem, "gpu": gpus or None},
+            "request": {
+                "cpu": req_cpu,
+                "memory": req_mem,
+                "gpu": gpus or None,
+                "gpu_memory": (gpus * model_gib * 1024.0**3) if gpus and model_gib else None,
+            },
+            "gpu_model": model,
+            "mig_fit": None,
             "recommendations": {},
             "messages": list(notes),
         }
@@ -143,6 +154,7 @@ def build_report(fetched: Any, book: Any, settings: dict[str, Any]) -> dict[str,
                 cpu=cpu_parts,
                 memory=mem_parts,
                 gpu=gpu_parts,
+                gpu_memory=gmem_parts,
                 cpu_request=req_cpu,
                 memory_request=req_mem,
                 gpus=gpus,
@@ -155,12 +167,18 @@ def build_report(fetched: Any, book: Any, settings: dict[str, Any]) -> dict[str,
                     **_levels(rec),
                     "scheduled": {
                         r: list(getattr(rec, r).schedule)
-                        for r in ("cpu", "memory", "gpu")
+                        for r in ("cpu", "memory", "gpu", "gpu_memory")
                         if getattr(rec, r) is not None and getattr(rec, r).schedule
                     },
                     "notes": list(rec.notes),
                 }
                 if strategy.name == "kopilot":
+                    if rec.gpu is not None and rec.gpu_memory is not None:
+                        row["mig_fit"] = rightsizing.fit_mig(
+                            model,
+                            gpu_share=rec.gpu.value,
+                            gpu_memory_bytes=rec.gpu_memory.value,
+                        )
                     for action in idle.oversized(
                         rec, cpu_request=req_cpu, memory_request=req_mem, gpus=gpus
                     ):
@@ -262,7 +280,7 @@ def build_report(fetched: Any, book: Any, settings: dict[str, Any]) -> dict[str,
 def _fmt(value: float | None, resource: str) -> str:
     if value is None:
         return "-"
-    if resource == "memory":
+    if resource in ("memory", "gpu_memory"):
         return f"{value / 1024**2:,.0f}Mi"
     if resource == "cpu":
         return f"{value * 1000:,.0f}m"
@@ -321,8 +339,8 @@ def _print(report: dict[str, Any], console: Any) -> None:
         if not row["recommendations"]:
             rs.add_row(name, "-", "-", "[red]" + "; ".join(row["messages"]) + "[/red]", "", "")
             continue
-        for r in ("cpu", "memory", "gpu"):
-            if r == "gpu" and not row["request"]["gpu"]:
+        for r in ("cpu", "memory", "gpu", "gpu_memory"):
+            if r.startswith("gpu") and not row["request"]["gpu"]:
                 continue
             recs = row["recommendations"]
             cells = [
@@ -331,6 +349,8 @@ def _print(report: dict[str, Any], console: Any) -> None:
             ]
             rs.add_row(name, r, _fmt(row["request"][r], r), *cells)
             name = ""
+        if row["mig_fit"]:
+            rs.add_row("", "MIG fit", row["gpu_model"] or "", "", "", row["mig_fit"])
     console.print(rs)
     console.print(
         "[dim]* = a daily schedule; the figure is its peak. Details in advise.html.[/dim]"
@@ -344,15 +364,21 @@ def _write_csv(report: dict[str, Any], path: pathlib.Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         header = ["namespace", "workload", "container", "pods", "history_hours", "cost", "waste"]
-        for r in ("cpu", "memory", "gpu"):
+        for r in ("cpu", "memory", "gpu", "gpu_memory"):
             header += [f"{r}_request"] + [f"{r}_{s}" for s in strategies]
-        w.writerow([*header, "messages"])
+        w.writerow([*header, "mig_fit", "messages"])
         for row in report["rightsizing"]:
             cells = [row[k] for k in header[:7]]
-            for r in ("cpu", "memory", "gpu"):
+            for r in ("cpu", "memory", "gpu", "gpu_memory"):
                 cells.append(row["request"][r])
                 cells += [row["recommendations"].get(s, {}).get(r) for s in strategies]
-            w.writerow([*("" if c is None else c for c in cells), "; ".join(row["messages"])])
+            w.writerow(
+                [
+                    *("" if c is None else c for c in cells),
+                    row["mig_fit"] or "",
+                    "; ".join(row["messages"]),
+                ]
+            )
 
 
 def _plots(report: dict[str, Any]) -> list[str]:
@@ -491,8 +517,8 @@ def _write_html(report: dict[str, Any], path: pathlib.Path) -> None:
     rows = []
     for row in report["rightsizing"]:
         name = f"{row['namespace']}/{row['workload']}/{row['container']}"
-        for r in ("cpu", "memory", "gpu"):
-            if r == "gpu" and not row["request"]["gpu"]:
+        for r in ("cpu", "memory", "gpu", "gpu_memory"):
+            if r.startswith("gpu") and not row["request"]["gpu"]:
                 continue
             recs = row["recommendations"]
             rows.append(

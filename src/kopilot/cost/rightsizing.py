@@ -14,6 +14,9 @@ Three strategies side by side, each a pure `recommend(history) -> Recommendation
   never scheduled (shrinking a memory limit under a running process is how OOM-kills happen):
   the maximum + 15 %, floored at 250 MiB.
 
+GPU memory (framebuffer used) is handled like memory: krr max + 15 %, VPA p90 of daily peaks
++ 15 %, kopilot max + 15 %; `fit_mig` names the smallest MIG profile that holds both.
+
 GPU here means the busy share of the GPUs a container holds (DCGM utilisation x GPUs): a
 recommended GPU share is what a time-sliced or MIG allocation would have to give it. The VPA
 and krr rules are applied to it as to CPU (neither tool does GPUs; this is our extension).
@@ -29,7 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from kopilot.cost import histograms
-from kopilot.model import series
+from kopilot.model import gpus, series
 
 DAY_S = 86400.0
 MIB = 1024.0**2
@@ -44,6 +47,9 @@ class History:
     cpu: tuple[series.Series, ...] = ()
     memory: tuple[series.Series, ...] = ()
     gpu: tuple[series.Series, ...] = ()
+    """GPU share busy (DCGM utilisation x GPUs held)."""
+    gpu_memory: tuple[series.Series, ...] = ()
+    """GPU framebuffer used, bytes (DCGM_FI_DEV_FB_USED)."""
     cpu_request: float | None = None
     memory_request: float | None = None
     gpus: float = 0.0
@@ -76,6 +82,7 @@ class Recommendation:
     cpu: Level | None = None
     memory: Level | None = None
     gpu: Level | None = None
+    gpu_memory: Level | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -150,12 +157,20 @@ class KrrSimple:
                 gpu = Level(value=self._percentile_over_pods(history.gpu))
             else:
                 notes.append(why)
+        gmem = None
+        if history.gpus > 0 and history.gpu_memory:
+            if (why := _enough(history.gpu_memory, "gpu memory", self.points_required)) is None:
+                top = self._max_over_pods(history.gpu_memory)
+                gmem = Level(value=top * (1 + self.memory_buffer))
+            else:
+                notes.append(why)
         return Recommendation(
             strategy=self.name,
             subject=history.subject,
             cpu=cpu,
             memory=mem,
             gpu=gpu,
+            gpu_memory=gmem,
             notes=tuple(notes),
         )
 
@@ -208,12 +223,24 @@ class VpaRecommender:
                 gpu = Level(value=h.percentile(self.cpu_percentile) * (1 + self.margin))
             else:
                 notes.append(why)
+        gmem = None
+        if history.gpus > 0 and history.gpu_memory:
+            if (why := _enough(history.gpu_memory, "gpu memory", self.min_points)) is None:
+                peaks = histograms.DecayingHistogram(
+                    histograms.MEMORY_BUCKETS, half_life_s=self.half_life_s
+                )
+                for p in history.gpu_memory:
+                    _merge_peaks(peaks, p, self.half_life_s)
+                gmem = Level(value=peaks.percentile(self.memory_percentile) * (1 + self.margin))
+            else:
+                notes.append(why)
         return Recommendation(
             strategy=self.name,
             subject=history.subject,
             cpu=cpu,
             memory=mem,
             gpu=gpu,
+            gpu_memory=gmem,
             notes=tuple(notes),
         )
 
@@ -365,14 +392,39 @@ class Kopilot:
                 notes.append(f"gpu: {how}")
             else:
                 notes.append(why)
+        gmem = None
+        if history.gpus > 0 and history.gpu_memory:
+            if (why := _enough(history.gpu_memory, "gpu memory", self.min_points)) is None:
+                _, v = _pooled(history.gpu_memory)
+                gmem = Level(value=float(np.max(v)) * (1 + self.memory_margin))
+            else:
+                notes.append(why)
         return Recommendation(
             strategy=self.name,
             subject=history.subject,
             cpu=cpu,
             memory=mem,
             gpu=gpu,
+            gpu_memory=gmem,
             notes=tuple(notes),
         )
+
+
+def fit_mig(model: str | None, *, gpu_share: float, gpu_memory_bytes: float) -> str | None:
+    """The smallest MIG profile of `model` whose compute share (of 7) holds `gpu_share` and whose
+    memory holds `gpu_memory_bytes`; None when the model is not MIG-capable or nothing fits."""
+    gpu_model = gpus.model_named(model) if model else None
+    if gpu_model is None or not gpu_model.mig_capable:
+        return None
+    fitting = [
+        p
+        for p in gpu_model.mig_profiles
+        if p.compute / gpus.COMPUTE_SLICES >= gpu_share
+        and p.memory_gb * 1e9 >= gpu_memory_bytes  # profile GB, conservatively 1e9 bytes
+    ]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda p: (p.memory_slices, p.compute)).name
 
 
 STRATEGIES: tuple[Strategy, ...] = (KrrSimple(), VpaRecommender(), Kopilot())

@@ -60,6 +60,8 @@ class ContainerUsage:
     cpu: series.Series = field(default_factory=series.Series.empty)
     memory: series.Series = field(default_factory=series.Series.empty)
     gpu_busy: series.Series = field(default_factory=series.Series.empty)
+    gpu_memory: series.Series = field(default_factory=series.Series.empty)
+    """GPU framebuffer used, bytes (summed over the container's GPUs)."""
     cpu_request: series.Series = field(default_factory=series.Series.empty)
     memory_request: series.Series = field(default_factory=series.Series.empty)
     gpus: float = 0.0

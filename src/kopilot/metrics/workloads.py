@@ -7,6 +7,7 @@
 | requests | `kube_pod_container_resource_requests{resource="cpu"/"memory"/"nvidia_com_gpu"/"nvidia_com_mig_*"}` (kube-state-metrics) |
 | owner, node, labels | `kube_pod_owner`, `kube_pod_info`, `kube_pod_labels` (kube-state-metrics) |
 | node capacity | `kube_node_status_capacity` (kube-state-metrics) |
+| GPU memory used | `DCGM_FI_DEV_FB_USED` (MiB) (dcgm-exporter) |
 | GPU busy | `DCGM_FI_DEV_GPU_UTIL` (0..100), else `DCGM_FI_PROF_GR_ENGINE_ACTIVE` (0..1) (dcgm-exporter; node label `Hostname` or `hostname`, pod labels `pod`/`namespace`/`container` or their `exported_` forms) |
 
 Missing series are not invented: each gap becomes a note on the container (or a problem of the
@@ -83,6 +84,23 @@ def workload_of(owner_kind: str, owner_name: str, pod: str) -> str:
     return pod
 
 
+def gpu_model_of(model_name: str) -> str | None:
+    """dcgm-exporter's `modelName` (`NVIDIA A100-SXM4-80GB`) as a kopilot GPU model name."""
+    name = model_name.upper()
+    rules = (
+        ("H100", "H100-80GB"),
+        ("A100", "A100-80GB" if "80GB" in name else "A100-40GB"),
+        ("V100", "V100M32" if "32GB" in name else "V100M16"),
+        ("T4", "T4"),
+        ("A10", "A10"),
+        ("P100", "P100"),
+    )
+    for needle, model in rules:
+        if needle in name:
+            return model
+    return model_name or None
+
+
 def _first(labels: Mapping[str, str], *names: str) -> str | None:
     for n in names:
         if labels.get(n):
@@ -126,6 +144,7 @@ def fetch(
     infos = last(f"kube_pod_info{{{ns.lstrip(',')}}}")
     pod_labels = last(f"kube_pod_labels{{{ns.lstrip(',')}}}")
     capacity = last("kube_node_status_capacity")
+    gpu_fb = rng("DCGM_FI_DEV_FB_USED")
     gpu_util = rng("DCGM_FI_DEV_GPU_UTIL")
     gpu_scale = 100.0
     if not gpu_util.series:
@@ -190,7 +209,18 @@ def fetch(
         else:
             gpus_by[ckey(s.labels)] += value
     busy_parts: dict[tuple[str, str, str], list[series.Series]] = defaultdict(list)
+    fb_parts: dict[tuple[str, str, str], list[series.Series]] = defaultdict(list)
     gpu_node: dict[tuple[str, str, str], str] = {}
+    gpu_model: dict[tuple[str, str, str], str | None] = {}
+    for s in gpu_fb.series:
+        pod = _first(s.labels, "pod", "exported_pod")
+        if pod:
+            fkey = (
+                _first(s.labels, "namespace", "exported_namespace") or "",
+                pod,
+                _first(s.labels, "container", "exported_container") or "",
+            )
+            fb_parts[fkey].append(series.Series.of(s.samples.times, s.samples.values * 1024.0**2))
     idle_node_gpus: list[tuple[str, str, series.Series]] = []
     for s in gpu_util.series:
         lab = s.labels
@@ -209,6 +239,7 @@ def fetch(
             continue
         busy_parts[gkey].append(scaled)
         gpu_node[gkey] = host
+        gpu_model[gkey] = gpu_model_of(lab.get("modelName", ""))
 
     keys = set(cpu_by) | set(mem_by) | set(rcpu_by) | set(rmem_by) | set(gpus_by) | set(busy_parts)
     containers: list[usage.ContainerUsage] = []
@@ -243,6 +274,8 @@ def fetch(
                 cpu=cpu_by.get(ck, series.Series.empty()),
                 memory=mem_by.get(ck, series.Series.empty()),
                 gpu_busy=busy,
+                gpu_memory=_sum_series(fb_parts.get(ck, [])),
+                gpu_model=gpu_model.get(ck),
                 cpu_request=rcpu_by.get(ck, series.Series.empty()),
                 memory_request=rmem_by.get(ck, series.Series.empty()),
                 gpus=held,
@@ -272,6 +305,14 @@ def _mean_series(parts: Sequence[series.Series]) -> series.Series:
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(stack, axis=0)
     return series.Series.of(times, mean)
+
+
+def _sum_series(parts: Sequence[series.Series]) -> series.Series:
+    """The sum of several GPUs' framebuffer series of one container."""
+    if len(parts) <= 1:
+        return parts[0] if parts else series.Series.empty()
+    mean = _mean_series(parts)
+    return series.Series.of(mean.times, mean.values * len(parts))
 
 
 def _nodes(capacity: prometheus.Result) -> tuple[attribution.NodeCapacity, ...]:
