@@ -95,6 +95,7 @@ def main() -> None:
     jobs += [("memory*", k, s, MIB) for k, s in cpu.items()]
     jobs += [("gpu", k, s, 1.0) for k, s in gpu.items()]
     per_series: list[str] = []
+    skipped: dict[str, int] = defaultdict(int)
     for resource, key, s, scale in jobs:
         scaled = series.Series.of(s.times, s.values * scale)
         train, test = replay.split(scaled, args.train)
@@ -105,12 +106,21 @@ def main() -> None:
         else:
             history = rightsizing.History(subject=key, gpu=(train,), gpus=1.0)
         line = [f"{resource:8s} {key:9s}"]
-        for strategy in strategies:
-            rec = strategy.recommend(history)
-            level = {"cpu": rec.cpu, "memory*": rec.memory, "gpu": rec.gpu}[resource]
-            if level is None:
-                line.append(f"{strategy.name}: no recommendation ({'; '.join(rec.notes)})")
-                continue
+        recs = [strategy.recommend(history) for strategy in strategies]
+        levels = [{"cpu": r.cpu, "memory*": r.memory, "gpu": r.gpu}[resource] for r in recs]
+        if any(level is None for level in levels):
+            # Compare like with like: a series goes into the totals only if all three answered.
+            skipped[resource] += 1
+            why = [
+                f"{r.strategy}: {'; '.join(r.notes)}"
+                for r, lv in zip(recs, levels, strict=True)
+                if lv is None
+            ]
+            line.append("skipped (" + " | ".join(why) + ")")
+            per_series.append("  ".join(line))
+            continue
+        for strategy, level in zip(strategies, levels, strict=True):
+            assert level is not None
             out = replay.replay(level, test)
             unit = GIB if resource == "memory*" else 1.0
             acc = totals[resource][strategy.name]
@@ -127,7 +137,12 @@ def main() -> None:
         print("\n".join(per_series))
         print()
     print(
-        f"train on first {args.train:.0%} of each series, evaluate on the rest; {len(cpu)} Crane series, {len(gpu)} Alibaba GPU pods; {elapsed:.1f} s\n"
+        f"train on first {args.train:.0%} of each series, evaluate on the rest; {len(cpu)} Crane series, {len(gpu)} Alibaba GPU pods; {elapsed:.1f} s"
+    )
+    print(
+        "series left out because a strategy gave no recommendation (too little or gappy history): "
+        + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none")
+        + "\n"
     )
     header = (
         f"{'resource':30s}"

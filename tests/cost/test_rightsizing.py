@@ -89,3 +89,15 @@ def test_fit_mig_picks_the_smallest_slice_that_holds_share_and_memory() -> None:
     assert rightsizing.fit_mig("A100-80GB", gpu_share=0.9, gpu_memory_bytes=1e9) == "7g.80gb"
     assert rightsizing.fit_mig("A100-80GB", gpu_share=0.5, gpu_memory_bytes=90e9) is None
     assert rightsizing.fit_mig("T4", gpu_share=0.1, gpu_memory_bytes=1e9) is None
+
+
+def test_data_quality_gate_refuses_gappy_or_impossible_history() -> None:
+    t = np.arange(0, 400 * 60.0, 60.0)
+    gappy = series.Series.of(np.concatenate([t[:150], t[150:] + 30 * DAY]), np.full(400, 0.5))
+    rec = rightsizing.Kopilot().recommend(rightsizing.History(subject="n/w/c", cpu=(gappy,)))
+    assert rec.cpu is None
+    assert any("covers" in n and "gaps" in n for n in rec.notes)
+    negative = series.Series.of(t, np.where(np.arange(400) == 7, -1.0, 0.5))
+    rec = rightsizing.Kopilot().recommend(rightsizing.History(subject="n/w/c", cpu=(negative,)))
+    assert rec.cpu is None
+    assert any("negative" in n for n in rec.notes)

@@ -592,7 +592,7 @@ def advise(
         "--gpu-idle-threshold",
         min=0.0,
         max=100.0,
-        help="GPU busy %% below which a GPU is idle.",
+        help="GPU busy percent below which a GPU counts as idle.",
     ),
     gpu_idle_for: str = typer.Option(
         "1h", "--gpu-idle-for", help="How long a GPU must stay idle to count."

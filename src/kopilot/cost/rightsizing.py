@@ -301,6 +301,27 @@ class Kopilot:
     min_cpu_cores: float = 0.010
     min_memory_bytes: float = 250 * MIB
     min_points: int = 100
+    min_coverage: float = 0.5
+    """Least share of its span that the history must cover (gaps beyond that: no number)."""
+
+    def _gate(self, parts: Sequence[series.Series], what: str) -> str | None:
+        """The data-quality gate: too few points, mostly gaps, or impossible values."""
+        if (why := _enough(parts, what, self.min_points)) is not None:
+            return why
+        negative = sum(int(np.sum(p.values < 0)) for p in parts)
+        if negative:
+            return f"{what}: {negative} negative samples (impossible usage); no recommendation"
+        t, _ = _pooled(parts)
+        stamps = np.unique(t)
+        if len(stamps) > 2:
+            step = float(np.median(np.diff(stamps)))
+            coverage = len(stamps) * step / max(float(stamps[-1] - stamps[0]) + step, 1e-9)
+            if coverage < self.min_coverage:
+                return (
+                    f"{what}: the history covers {coverage:.0%} of its span (gaps); "
+                    "keep the current request"
+                )
+        return None
 
     def _daily(self, t: series.FloatArray, v: series.FloatArray) -> bool:
         if len(t) == 0 or (t.max() - t.min()) < self.min_days * DAY_S:
@@ -375,26 +396,26 @@ class Kopilot:
     def recommend(self, history: History) -> Recommendation:
         notes: list[str] = []
         cpu = mem = gpu = None
-        if (why := _enough(history.cpu, "cpu", self.min_points)) is None:
+        if (why := self._gate(history.cpu, "cpu")) is None:
             cpu, how = self._compressible(history.cpu, self.min_cpu_cores)
             notes.append(f"cpu: {how}")
         else:
             notes.append(why)
-        if (why := _enough(history.memory, "memory", self.min_points)) is None:
+        if (why := self._gate(history.memory, "memory")) is None:
             _, v = _pooled(history.memory)
             top = float(np.max(v)) * (1 + self.memory_margin)
             mem = Level(value=max(top, self.min_memory_bytes))
         else:
             notes.append(why)
         if history.gpus > 0:
-            if (why := _enough(history.gpu, "gpu", self.min_points)) is None:
+            if (why := self._gate(history.gpu, "gpu")) is None:
                 gpu, how = self._compressible(history.gpu, 0.0)
                 notes.append(f"gpu: {how}")
             else:
                 notes.append(why)
         gmem = None
         if history.gpus > 0 and history.gpu_memory:
-            if (why := _enough(history.gpu_memory, "gpu memory", self.min_points)) is None:
+            if (why := self._gate(history.gpu_memory, "gpu memory")) is None:
                 _, v = _pooled(history.gpu_memory)
                 gmem = Level(value=float(np.max(v)) * (1 + self.memory_margin))
             else:
