@@ -144,9 +144,11 @@ def memory_peaks_histogram(
     half_life_s: float = 24 * 3600.0,
     buckets: ExponentialBuckets = MEMORY_BUCKETS,
 ) -> DecayingHistogram:
-    """VPA's memory-peaks histogram: one sample per aggregation interval (24 h), the interval's
-    peak, timestamped at the interval's end, weight 1; a higher peak replaces the interval's
-    previous one (SubtractSample, then AddSample), as in container_state.go."""
+    """VPA's memory-peaks histogram, following `ContainerState.addMemorySample`: one sample per
+    aggregation interval (24 h), timestamped at the interval's end, weight 1. A sample past the
+    interval's end opens the next interval and is added as its peak; a later, larger sample
+    inside the interval replaces the peak (SubtractSample, then AddSample) unless the peak so
+    far is 0, which VPA leaves alone."""
     h = DecayingHistogram(buckets, half_life_s=half_life_s)
     window_end: float | None = None
     peak = 0.0
@@ -154,14 +156,15 @@ def memory_peaks_histogram(
         if not math.isfinite(v):
             continue
         if window_end is None:
-            window_end = t + interval_s
-        elif t >= window_end:
-            shift = math.floor((t - window_end) / interval_s) + 1
-            window_end += shift * interval_s
-            peak = 0.0
-        if v > peak:
-            if peak > 0:
+            window_end = t
+        if t < window_end:
+            if peak != 0 and v > peak:
                 h.add(peak, -1.0, window_end)
+                h.add(v, 1.0, window_end)
+                peak = v
+        else:
+            shift = math.floor((t - window_end) / interval_s) * interval_s + interval_s
+            window_end += shift
+            h.add(v, 1.0, window_end)
             peak = v
-            h.add(peak, 1.0, window_end)
     return h
