@@ -181,6 +181,9 @@ def demand_from(pod: extender_types.Pod) -> demands.Demand:
     )
 
 
+_Verdicts = tuple[list[str], dict[str, str], dict[str, str], dict[str, float], bool]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Bound:
     demand: demands.Demand
@@ -210,6 +213,8 @@ class Extender:
         self.rng = rng
         self.lock = threading.Lock()
         self.nodes: dict[str, cluster.Node] = {n.name: n for n in nodes}
+        self._raw: dict[str, object] = {}
+        self._memo: OrderedDict[tuple[object, ...], tuple[list[str], _Verdicts]] = OrderedDict()
         self.bound: dict[str, _Bound] = {}
         self.seen: OrderedDict[str, demands.Demand] = OrderedDict()
         self.shapes: list[demands.Demand] = []
@@ -222,7 +227,17 @@ class Extender:
     def _learn(self, items: list[extender_types.Node]) -> None:
         changed = False
         for obj in items:
+            meta = obj.metadata
+            seen = (
+                obj.status.allocatable,
+                obj.status.capacity,
+                meta.labels,
+                obj.spec.unschedulable,
+            )
+            if self._raw.get(meta.name) == seen:
+                continue  # unchanged since the last request: skip re-parsing quantities
             node = node_from(obj)
+            self._raw[node.name] = seen
             if self.nodes.get(node.name) != node:
                 self.nodes[node.name] = node
                 changed = True
@@ -274,18 +289,44 @@ class Extender:
 
     # ---- verbs ---------------------------------------------------------------------------
 
-    def _evaluate(
-        self, args: extender_types.ExtenderArgs
-    ) -> tuple[list[str], dict[str, str], dict[str, str], dict[str, float], bool]:
+    def _evaluate(self, args: extender_types.ExtenderArgs) -> _Verdicts:
+        """Filter and score the request's nodes; memoised, because kube-scheduler asks
+        prioritize about the nodes filter just passed, for the same pod and state."""
         demand = demand_from(args.pod)
-        self._remember(args.pod.metadata.uid or demand.pod, demand)
         with_objects = args.nodes is not None and args.nodes.items is not None
         if with_objects:
             assert args.nodes is not None and args.nodes.items is not None
             self._learn(args.nodes.items)
-            names = [n.metadata.name for n in args.nodes.items]
-        else:
-            names = list(args.node_names or [])
+        names = (
+            [n.metadata.name for n in args.nodes.items]
+            if with_objects and args.nodes is not None and args.nodes.items is not None
+            else list(args.node_names or [])
+        )
+        cl = self._state
+        key = (
+            args.pod.metadata.uid or demand.pod,
+            demand,
+            id(cl),
+            int(cl.version.sum()) if cl is not None else -1,
+            id(self._profile),
+        )
+        memo = self._memo.get(key)
+        if memo is not None and memo[0] == names:
+            return memo[1]
+        result = self._compute(args, demand, names, with_objects)
+        self._memo[key] = (names, result)
+        while len(self._memo) > 64:
+            self._memo.popitem(last=False)
+        return result
+
+    def _compute(
+        self,
+        args: extender_types.ExtenderArgs,
+        demand: demands.Demand,
+        names: list[str],
+        with_objects: bool,
+    ) -> _Verdicts:
+        self._remember(args.pod.metadata.uid or demand.pod, demand)
         failed: dict[str, str] = {}
         unresolvable: dict[str, str] = {}
         cl = self._state

@@ -1,0 +1,136 @@
+"""Load benchmark of `kopilot extender`: filter + prioritize for a 1,000-node request, under
+concurrent clients, on loopback.
+
+Starts `kopilot extender` as a separate process on 127.0.0.1, then CLIENTS threads each send
+REQUESTS filter+prioritize pairs (a GPU-share pod, full v1.Node objects as kube-scheduler sends
+with nodeCacheCapable: false; then the same with NodeNames only, nodeCacheCapable: true). Prints
+p50/p99 latency of one filter+prioritize pair. Bounded in count and time; stops the server.
+
+    python bench/extender_load.py --nodes 1000 --clients 4 --requests 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.scheduling.extender_fixtures import args, v1_node, v1_pod  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("extender did not become ready")
+
+
+def run(port: int, bodies: list[bytes], requests: int, clients: int) -> list[float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        for i in range(requests):
+            body = bodies[(k * requests + i) % len(bodies)]
+            t0 = time.perf_counter()
+            for verb in ("filter", "prioritize"):
+                conn.request(
+                    "POST", f"/{verb}", body=body, headers={"Content-Type": "application/json"}
+                )
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    raise SystemExit(f"{verb} answered {resp.status}")
+            mine.append((time.perf_counter() - t0) * 1000)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--requests", type=int, default=100, help="filter+prioritize pairs per client"
+    )
+    opts = parser.parse_args()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kopilot.cli", "extender", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_ready(port, time.monotonic() + 30)
+        nodes = [v1_node(f"node-{i:04d}", gpus=8 if i % 3 else 2) for i in range(opts.nodes)]
+        names = [n["metadata"]["name"] for n in nodes]
+        pods = [
+            v1_pod(
+                f"p{i}",
+                requests={
+                    "cpu": "4",
+                    "memory": "8Gi",
+                    "kopilot.io/gpu-milli": str(100 + 50 * (i % 17)),
+                },
+            )
+            for i in range(50)
+        ]
+        full = [json.dumps(args(p, nodes)).encode() for p in pods]
+        cached = [json.dumps(args(p, names=names)).encode() for p in pods]
+        print(
+            f"request body: {len(full[0]) / 1e6:.2f} MB with {opts.nodes} v1.Node objects, "
+            f"{len(cached[0]) / 1e3:.0f} kB with NodeNames"
+        )
+        run(port, full[:2], 2, 1)  # warm-up: the node cache and the profile
+        for label, bodies in (
+            ("nodeCacheCapable=false (Nodes)", full),
+            ("nodeCacheCapable=true (NodeNames)", cached),
+        ):
+            started = time.perf_counter()
+            lat = np.array(run(port, bodies, opts.requests, opts.clients))
+            wall = time.perf_counter() - started
+            print(
+                f"{label}: {lat.size} filter+prioritize pairs, {opts.clients} concurrent clients: "
+                f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
+                f"max {lat.max():.1f} ms, {lat.size / wall:.0f} pairs/s"
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The extender serves kube-scheduler's HTTP API on loopback, keeps per-GPU state from its binds,
+and answers malformed bodies with 400 while it keeps serving."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kopilot.kits import randomness
+from kopilot.scheduling import extender_server, extending
+from tests.scheduling.extender_fixtures import args, v1_node, v1_pod
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[extender_server.Server]:
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender"))
+    srv = extender_server.Server(ext).start()
+    yield srv
+    srv.close()
+
+
+def post(srv: extender_server.Server, verb: str, body: bytes | dict[str, Any]) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn.request("POST", f"/{verb}", body=raw, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, json.loads(data) if data else None
+
+
+NODES = [v1_node("n1", gpus=2), v1_node("n2", gpus=1), v1_node("cpu", gpus=0)]
+
+
+def test_filter_prioritize_bind_with_full_node_objects(server: extender_server.Server) -> None:
+    pod = v1_pod("share", requests={"cpu": "2", "memory": "4Gi", "kopilot.io/gpu-milli": "600"})
+    code, result = post(server, "filter", args(pod, NODES))
+    assert code == 200
+    assert set(result) == {
+        "Nodes",
+        "NodeNames",
+        "FailedNodes",
+        "FailedAndUnresolvableNodes",
+        "Error",
+    }
+    assert [n["metadata"]["name"] for n in result["Nodes"]["items"]] == ["n1", "n2"]
+    assert "cpu" in result["FailedAndUnresolvableNodes"]
+    code, prios = post(server, "prioritize", args(pod, NODES))
+    assert code == 200
+    assert {p["Host"] for p in prios} == {"n1", "n2", "cpu"}
+    assert all(0 <= p["Score"] <= 10 for p in prios)
+    best = max(prios, key=lambda p: p["Score"])["Host"]
+    code, bound = post(
+        server,
+        "bind",
+        {"PodName": "share", "PodNamespace": "default", "PodUID": "uid-share", "Node": best},
+    )
+    assert (code, bound) == (200, {"Error": ""})
+    code, again = post(
+        server,
+        "bind",
+        {"PodName": "share", "PodNamespace": "default", "PodUID": "uid-share", "Node": best},
+    )
+    assert "already bound" in again["Error"]
+    # A second 600m share cannot join the first on its GPU: the extender knows per-GPU state.
+    two = v1_pod("two", requests={"nvidia.com/gpu": "2"})
+    code, result = post(server, "filter", args(two, NODES))
+    names = [n["metadata"]["name"] for n in result["Nodes"]["items"]]
+    assert ("n1" in names) == (best != "n1")
+    code, forgotten = post(
+        server,
+        "forget",
+        {"PodName": "share", "PodNamespace": "default", "PodUID": "uid-share", "Node": best},
+    )
+    assert forgotten == {"Error": ""}
+
+
+def test_node_cache_capable_requests_carry_names_only(server: extender_server.Server) -> None:
+    post(server, "filter", args(v1_pod("warm"), NODES))  # the cache learns n1, n2, cpu
+    pod = v1_pod("whole", requests={"nvidia.com/gpu": "1"})
+    code, result = post(server, "filter", args(pod, names=["n1", "n2", "ghost"]))
+    assert code == 200
+    assert result["Nodes"] is None
+    assert sorted(result["NodeNames"]) == ["n1", "n2"]
+    assert "ghost" in result["FailedAndUnresolvableNodes"]
+    code, prios = post(server, "prioritize", args(pod, names=["n1", "n2"]))
+    assert code == 200 and len(prios) == 2
+
+
+def test_bind_of_a_pod_never_filtered_is_an_error_not_a_crash(
+    server: extender_server.Server,
+) -> None:
+    code, result = post(
+        server, "bind", {"PodName": "x", "PodNamespace": "default", "PodUID": "never", "Node": "n1"}
+    )
+    assert code == 200 and "never filtered" in result["Error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", "malformed filter body"),
+        (b'{"Nodes": null}', "Pod"),
+        (
+            json.dumps(args(v1_pod("q", requests={"cpu": "lots"}), NODES)).encode(),
+            "not a Kubernetes quantity",
+        ),
+        (
+            json.dumps(
+                args(v1_pod("q", requests={"kopilot.io/gpu-milli": "1500"}), NODES)
+            ).encode(),
+            "1..999",
+        ),
+        (json.dumps(args(v1_pod("q"), [{"metadata": {}}])).encode(), "no metadata.name"),
+    ],
+)
+def test_malformed_bodies_get_400_with_a_reason(
+    server: extender_server.Server, body: bytes, words: str
+) -> None:
+    code, result = post(server, "filter", body)
+    assert code == 400
+    assert words in result["Error"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "Pod",
+                    "Nodes",
+                    "NodeNames",
+                    "items",
+                    "metadata",
+                    "name",
+                    "spec",
+                    "containers",
+                    "resources",
+                    "requests",
+                    "status",
+                    "allocatable",
+                    "nvidia.com/gpu",
+                    "cpu",
+                    "PodName",
+                    "PodUID",
+                    "Node",
+                    "PodNamespace",
+                ]
+            )
+            | st.text(max_size=6),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    verb=st.sampled_from(["filter", "prioritize", "bind"]),
+    body=json_values | st.binary(max_size=64),
+)
+def test_fuzzed_bodies_never_crash_the_server(
+    server: extender_server.Server, verb: str, body: object
+) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    code, _ = post(server, verb, raw)
+    assert code in (200, 400)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
+    conn.close()
