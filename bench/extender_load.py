@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.scheduling.extender_fixtures import args, v1_node, v1_pod  # noqa: E402
+from tests.scheduling.extender_fixtures import args, v1_node, v1_pod
 
 
 def free_port() -> int:
