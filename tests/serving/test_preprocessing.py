@@ -23,7 +23,8 @@ def test_letterbox_scales_to_fit_and_centres_with_grey(
     width: int, height: int, scale: float, pad_x: int, pad_y: int
 ) -> None:
     image = Image.new("RGB", (width, height), (255, 0, 0))
-    prepared = preprocessing.letterbox(image, height=320, width=320)
+    decoded = preprocessing.Decoded(image=image, width=width, height=height)
+    prepared = preprocessing.letterbox(decoded, height=320, width=320)
     box = prepared.letterbox
     assert (box.width, box.height, box.pad_x, box.pad_y) == (width, height, pad_x, pad_y)
     assert box.scale == pytest.approx(scale)
@@ -40,7 +41,8 @@ def test_letterbox_scales_to_fit_and_centres_with_grey(
 
 
 def test_rectangular_inputs_are_supported() -> None:
-    prepared = preprocessing.letterbox(Image.new("RGB", (640, 640)), height=384, width=640)
+    decoded = preprocessing.Decoded(image=Image.new("RGB", (640, 640)), width=640, height=640)
+    prepared = preprocessing.letterbox(decoded, height=384, width=640)
     assert prepared.tensor.shape == (3, 384, 640)
     assert (prepared.letterbox.pad_x, prepared.letterbox.pad_y) == (128, 0)
 
@@ -48,14 +50,15 @@ def test_rectangular_inputs_are_supported() -> None:
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
 def test_any_pillow_mode_becomes_rgb(mode: str) -> None:
     data = images_util.encode(Image.new(mode, (40, 30)), "TIFF")
-    assert preprocessing.decode(data, max_pixels=10_000).mode == "RGB"
+    assert preprocessing.decode(data, max_pixels=10_000).image.mode == "RGB"
 
 
 def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
     data = images_util.encode(Image.new("RGB", (40, 20)), "JPEG", exif=exif)
-    assert preprocessing.decode(data, max_pixels=10_000).size == (20, 40)
+    decoded = preprocessing.decode(data, max_pixels=10_000)
+    assert decoded.image.size == (decoded.width, decoded.height) == (20, 40)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +96,28 @@ def test_a_real_photo_decodes_at_its_size(images: dict[str, bytes]) -> None:
     prepared = preprocessing.prepare(images["bus.jpg"], height=320, width=320, max_pixels=10**7)
     assert (prepared.letterbox.width, prepared.letterbox.height) == (810, 1080)
     assert float(prepared.tensor.min()) >= 0.0 and float(prepared.tensor.max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", ["zidane.jpg", "bus.jpg"])
+def test_jpeg_draft_decoding_keeps_geometry_and_nearly_the_same_pixels(
+    images: dict[str, bytes], name: str
+) -> None:
+    exact = preprocessing.prepare(images[name], height=320, width=320, max_pixels=10**7)
+    fast = preprocessing.prepare(
+        images[name], height=320, width=320, max_pixels=10**7, jpeg_draft=True
+    )
+    drafted = preprocessing.decode(images[name], max_pixels=10**7, fit=(320, 320))
+    assert drafted.image.width < drafted.width  # libjpeg really decoded at a reduced scale
+    assert fast.letterbox == exact.letterbox
+    assert float(np.abs(fast.tensor - exact.tensor).mean()) < 0.02
+
+
+def test_jpeg_draft_follows_exif_rotation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = images_util.encode(Image.new("RGB", (1600, 800)), "JPEG", exif=exif)
+    decoded = preprocessing.decode(data, max_pixels=10**7, fit=(320, 320))
+    assert (decoded.width, decoded.height) == (800, 1600)
+    assert decoded.image.size == (200, 400)  # 1/4 scale, then rotated upright
+    prepared = preprocessing.letterbox(decoded, height=320, width=320)
+    assert prepared.letterbox.scale == pytest.approx(0.2)

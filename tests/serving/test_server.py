@@ -24,7 +24,16 @@ def served(
     yolo_model: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[servers.ServeProcess]:
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    args = ["--max-batch-size", "4", "--max-queue-delay-ms", "20", "--max-body-mb", "2"]
+    # --exact-jpeg: full-size decode, as the reference below does, so detections match closely.
+    args = [
+        "--max-batch-size",
+        "4",
+        "--max-queue-delay-ms",
+        "20",
+        "--max-body-mb",
+        "2",
+        "--exact-jpeg",
+    ]
     process = servers.ServeProcess(yolo_model, *args, "--max-megapixels", "40", log=log)
     try:
         process.wait_ready()

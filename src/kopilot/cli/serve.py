@@ -48,6 +48,11 @@ def serve(
     intra_op_threads: int = typer.Option(
         0, min=0, help="ONNX Runtime intra-op threads (0: one per physical core)."
     ),
+    jpeg_draft: bool = typer.Option(
+        True,
+        "--jpeg-draft/--exact-jpeg",
+        help="Decode large JPEGs at reduced scale in libjpeg (fast) or in full, then resize (exact).",
+    ),
     max_body_mb: float = typer.Option(20.0, min=0.001, help="Largest request body, in MiB."),
     max_megapixels: float = typer.Option(
         40.0, min=0.001, help="Largest image accepted, in megapixels (checked before decoding)."
@@ -86,6 +91,7 @@ def serve(
             max_queue_delay_s=max_queue_delay_ms / 1000.0,
             max_queue_size=max_queue_size,
         ),
+        preprocess=settings.PreprocessSettings(jpeg_draft=jpeg_draft),
         limits=settings.LimitSettings(
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             max_image_pixels=int(max_megapixels * 1_000_000),

@@ -209,6 +209,7 @@ class Service:
                 "providers": list(info.providers),
                 "batching": dataclasses.asdict(self.config.batching),
                 "detection": dataclasses.asdict(self.config.detection),
+                "preprocess": dataclasses.asdict(self.config.preprocess),
             }
         )
 
@@ -272,6 +273,7 @@ class Service:
             height=info.input_height,
             width=info.input_width,
             max_pixels=self.config.limits.max_image_pixels,
+            jpeg_draft=self.config.preprocess.jpeg_draft,
         )
         t1 = self._timer()
         outcome = await batcher.submit(prepared.tensor)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import struct
 
 import numpy as np
@@ -45,6 +46,16 @@ class Letterbox:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Decoded:
+    """An upright RGB image; `width` x `height` is the original's upright size, which `image`
+    may be smaller than when the JPEG decoder already scaled it down (`decode(fit=...)`)."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PreparedImage:
     """A decoded, letterboxed image: `tensor` is CHW float32, ready to be stacked into a batch."""
 
@@ -52,11 +63,14 @@ class PreparedImage:
     letterbox: Letterbox
 
 
-def decode(data: bytes, *, max_pixels: int) -> Image.Image:
-    """Decode `data` into an RGB image, refusing what is not an image, truncated or too large.
+def decode(data: bytes, *, max_pixels: int, fit: tuple[int, int] | None = None) -> Decoded:
+    """Decode `data` into an upright RGB image, refusing what is not an image, truncated or too
+    large.
 
     The pixel count is checked from the header, before any pixel is decoded, so a 50-megapixel
-    upload costs no memory.
+    upload costs no memory. With `fit` = (height, width), a JPEG that will be shrunk at least 2x
+    to fit is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (Pillow's `draft`), never below
+    the size the letterbox needs: several times faster, and a smooth (area-like) downscale.
     """
     if not data:
         raise errors.BadRequestError(
@@ -100,9 +114,16 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
             hint=too_large.hint,
         )
     try:
+        orientation = image.getexif().get(0x0112, 1)
+        sideways = orientation in (5, 6, 7, 8)
+        up_w, up_h = (height, width) if sideways else (width, height)
+        if fit is not None and image.format == "JPEG":
+            scale = min(fit[0] / up_h, fit[1] / up_w)
+            if scale <= 0.5:
+                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
         upright = ImageOps.exif_transpose(image)
-        return upright.convert("RGB")
+        return Decoded(image=upright.convert("RGB"), width=up_w, height=up_h)
     except Image.DecompressionBombError as e:
         raise too_large from e
     except _DECODE_FAULTS as e:
@@ -114,17 +135,17 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
         ) from e
 
 
-def letterbox(image: Image.Image, *, height: int, width: int) -> PreparedImage:
-    """Fit an RGB `image` into a `height` x `width` input as Ultralytics' LetterBox(auto=False)."""
-    src_w, src_h = image.size
+def letterbox(decoded: Decoded, *, height: int, width: int) -> PreparedImage:
+    """Fit an image into a `height` x `width` input as Ultralytics' LetterBox(auto=False)."""
+    src_w, src_h = decoded.width, decoded.height
     scale = min(height / src_h, width / src_w)
     new_w = max(1, min(width, round(src_w * scale)))
     new_h = max(1, min(height, round(src_h * scale)))
     left = round((width - new_w) / 2 - 0.1)
     top = round((height - new_h) / 2 - 0.1)
-    resized = image
-    if (new_w, new_h) != (src_w, src_h):
-        resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    resized = decoded.image
+    if resized.size != (new_w, new_h):
+        resized = resized.resize((new_w, new_h), Image.Resampling.BILINEAR)
     canvas = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
     canvas[top : top + new_h, left : left + new_w] = np.asarray(resized, dtype=np.uint8)
     tensor = np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32)
@@ -135,6 +156,9 @@ def letterbox(image: Image.Image, *, height: int, width: int) -> PreparedImage:
     )
 
 
-def prepare(data: bytes, *, height: int, width: int, max_pixels: int) -> PreparedImage:
+def prepare(
+    data: bytes, *, height: int, width: int, max_pixels: int, jpeg_draft: bool = False
+) -> PreparedImage:
     """Decode and letterbox in one step (what a request handler runs off the event loop)."""
-    return letterbox(decode(data, max_pixels=max_pixels), height=height, width=width)
+    fit = (height, width) if jpeg_draft else None
+    return letterbox(decode(data, max_pixels=max_pixels, fit=fit), height=height, width=width)

@@ -49,11 +49,21 @@ class LimitSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PreprocessSettings:
+    """How images become tensors."""
+
+    # Let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale when the letterbox shrinks it at
+    # least that much (several times faster; pixels differ slightly from a full-size decode).
+    jpeg_draft: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ServeSettings:
     """Everything `kopilot serve` needs."""
 
     model: ModelSettings
     detection: DetectionSettings = DetectionSettings()
+    preprocess: PreprocessSettings = PreprocessSettings()
     batching: BatchingSettings = BatchingSettings()
     limits: LimitSettings = LimitSettings()
     host: str = "127.0.0.1"
