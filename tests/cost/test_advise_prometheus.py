@@ -10,7 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner, Result
 
+from kopilot.cli import app
 from kopilot.cost import rightsizing
 from kopilot.model import gpus
 from tests.fixtures import prometheus as fx
@@ -18,11 +20,8 @@ from tests.fixtures import prometheus as fx
 pytestmark = pytest.mark.integration
 
 
-def _advise(server: fx.Server, out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "kopilot.cli",
+def _args(server: fx.Server, out: pathlib.Path, *extra: str) -> list[str]:
+    return [
         "advise",
         "--prometheus-url",
         server.url,
@@ -34,14 +33,23 @@ def _advise(server: fx.Server, out: pathlib.Path, *extra: str) -> subprocess.Com
         str(out),
         *extra,
     ]
+
+
+def _advise(server: fx.Server, out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point, as a user runs it (a subprocess)."""
     return subprocess.run(
-        cmd,
+        [sys.executable, "-m", "kopilot.cli", *_args(server, out, *extra)],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def _advise_here(server: fx.Server, out: pathlib.Path, *extra: str) -> Result:
+    """The same command in this process (typer's CliRunner): faster for the variations."""
+    return CliRunner().invoke(app, _args(server, out, *extra), env={"COLUMNS": "200"})
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +126,7 @@ def test_writes_csv_and_self_contained_html(report: tuple[dict, pathlib.Path, st
 def test_namespace_selector_and_fail_above(
     prometheus_server: fx.Server, tmp_path: pathlib.Path
 ) -> None:
-    run = _advise(
+    run = _advise_here(
         prometheus_server,
         tmp_path,
         "--namespace",
@@ -128,11 +136,11 @@ def test_namespace_selector_and_fail_above(
         "--fail-above",
         "0.5",
     )
-    assert run.returncode == 1, run.stdout + run.stderr  # shop/web wastes most of its 2 cores
+    assert run.exit_code == 1, run.output  # shop/web wastes most of its 2 cores
     data = json.loads((tmp_path / "advise.json").read_text())
     assert {g["key"] for g in data["costs"]["groups"]} == {"shop/web"}
-    ok = _advise(prometheus_server, tmp_path, "--namespace", "shop", "--fail-above", "0.99")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    ok = _advise_here(prometheus_server, tmp_path, "--namespace", "shop", "--fail-above", "0.99")
+    assert ok.exit_code == 0, ok.output
 
 
 def test_unreachable_prometheus_exits_3_with_a_message(tmp_path: pathlib.Path) -> None:
@@ -140,9 +148,9 @@ def test_unreachable_prometheus_exits_3_with_a_message(tmp_path: pathlib.Path) -
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = fx.Server(url=f"http://127.0.0.1:{port}", start=0, end=3600 * 48)
-    run = _advise(server, tmp_path)
-    assert run.returncode == 3
-    assert "unreachable" in run.stdout
+    run = _advise_here(server, tmp_path)
+    assert run.exit_code == 3
+    assert "unreachable" in run.output
 
 
 def test_bad_price_book_exits_2_naming_the_field(
@@ -150,6 +158,6 @@ def test_bad_price_book_exits_2_naming_the_field(
 ) -> None:
     book = tmp_path / "prices.yaml"
     book.write_text("gpu_hour: -3\n")
-    run = _advise(prometheus_server, tmp_path, "--prices", str(book))
-    assert run.returncode == 2
-    assert "gpu_hour" in run.stdout
+    run = _advise_here(prometheus_server, tmp_path, "--prices", str(book))
+    assert run.exit_code == 2
+    assert "gpu_hour" in run.output
