@@ -68,7 +68,13 @@ def main() -> None:
     parser.add_argument(
         "--train", type=float, default=0.7, help="fraction of each series to train on"
     )
-    parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("/work/shared/data"))
+    beside = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser.add_argument(
+        "--data",
+        type=pathlib.Path,
+        default=beside if beside.exists() else pathlib.Path("/work/shared/data"),
+        help="the shared data folder (default: shared/data beside the repo)",
+    )
     parser.add_argument("--per-series", action="store_true", help="print every series' figures")
     parser.add_argument(
         "--over-budget",

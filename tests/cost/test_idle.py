@@ -12,7 +12,9 @@ import pytest
 from kopilot.cost import idle, prices, usage
 from kopilot.model import series
 
-TRACE = pathlib.Path("/work/shared/data/alibaba-gentd26/pod_gpu_duty_cycle_anon.csv")
+_NAME = "alibaba-gentd26/pod_gpu_duty_cycle_anon.csv"
+_BESIDE = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / _NAME
+TRACE = _BESIDE if _BESIDE.exists() else pathlib.Path("/work/shared/data") / _NAME
 
 
 def _containers() -> list[usage.ContainerUsage]:
