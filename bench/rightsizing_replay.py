@@ -11,8 +11,9 @@ Data (read as-is from /work/shared/data, see each SOURCE.txt):
 - GPU: the Alibaba GenTD26 per-pod GPU duty cycle (pod_gpu_duty_cycle_anon.csv, 143 pods x
   ~23 h); each pod holds one GPU, duty cycle % / 100 = GPU share used.
 - Memory: there is no real memory series in shared data. The memory rows are a STAND-IN: the
-  same Crane series read as MiB of working set. They exercise the OOM logic; they are not
-  evidence about real memory behaviour.
+  same Crane series, each scaled so that its peak is 2 GiB of working set (read as MiB, most
+  would sit under the 100-250 MiB floors of the strategies and the floors would decide). They
+  exercise the OOM logic; they are not evidence about real memory behaviour.
 
 kopilot's quantile and margin are chosen by the strategy itself, by backtesting on the last
 third of each training part (never on the evaluated part); --over-budget sets its budget.
@@ -98,7 +99,7 @@ def main() -> None:
     gpu = alibaba_gpu(args.data)
     jobs: list[tuple[str, str, series.Series, float]] = []
     jobs += [("cpu", k, s, 1 / 1000.0) for k, s in cpu.items()]
-    jobs += [("memory*", k, s, MIB) for k, s in cpu.items()]
+    jobs += [("memory*", k, s, 2 * GIB / float(np.max(s.values))) for k, s in cpu.items()]
     jobs += [("gpu", k, s, 1.0) for k, s in gpu.items()]
     per_series: list[str] = []
     skipped: dict[str, int] = defaultdict(int)
