@@ -44,6 +44,9 @@ class Point:
     ok: int
     errors: int
     mean_batch: float
+    server_cpu_ms: (
+        float  # server process CPU time (user + system, all threads) per answered request
+    )
 
 
 def default_model() -> pathlib.Path:
@@ -85,13 +88,19 @@ def server(model: pathlib.Path, args: list[str], log: pathlib.Path):  # type: ig
                 time.sleep(0.2)
             else:
                 raise SystemExit("server not ready after 120 s")
-            yield url
+            yield url, process.pid
         finally:
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads), from /proc."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batch_totals(url: str) -> tuple[float, float]:
@@ -142,14 +151,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    url: str, mode: str, body: bytes, *, concurrency: int, warmup: float, duration: float
+    url: str, pid: int, mode: str, body: bytes, *, concurrency: int, warmup: float, duration: float
 ) -> Point:
     before = batch_totals(url)
+    cpu_before = cpu_seconds(pid)
     latencies, errors, window = asyncio.run(
         closed_loop(url, body, concurrency=concurrency, warmup=warmup, duration=duration)
     )
+    cpu_after = cpu_seconds(pid)
     after = batch_totals(url)
     batches = after[1] - before[1]
+    inferred = after[0] - before[0]  # images run through the model in the whole run
     return Point(
         mode=mode,
         concurrency=concurrency,
@@ -158,7 +170,9 @@ def measure(
         p99_ms=percentile(latencies, 0.99) * 1000,
         ok=len(latencies),
         errors=errors,
-        mean_batch=(after[0] - before[0]) / batches if batches else float("nan"),
+        mean_batch=inferred / batches if batches else float("nan"),
+        # Server CPU in the whole run (warm-up included) over the images inferred in it.
+        server_cpu_ms=(cpu_after - cpu_before) * 1000 / inferred if inferred else float("nan"),
     )
 
 
@@ -199,10 +213,11 @@ def main() -> None:
           f"unbatched: max batch 1; intra-op threads {args.intra_op_threads or 'default'}")  # fmt: skip
     points: dict[tuple[str, int], Point] = {}
     for mode, flags in modes.items():
-        with server(model, flags, args.log_dir / f"kopilot-serve-bench-{mode}.log") as url:
+        with server(model, flags, args.log_dir / f"kopilot-serve-bench-{mode}.log") as (url, pid):
             for concurrency in args.concurrency:
                 point = measure(
                     url,
+                    pid,
                     mode,
                     body,
                     concurrency=concurrency,
@@ -213,19 +228,21 @@ def main() -> None:
                 print(
                     f"  {mode:9s} c={concurrency:3d}: {point.throughput:7.1f} req/s  p50 {point.p50_ms:7.1f} ms  "
                     f"p99 {point.p99_ms:7.1f} ms  mean batch {point.mean_batch:4.2f}  "
-                    f"ok {point.ok} errors {point.errors}",
+                    f"server CPU {point.server_cpu_ms:5.1f} ms/req  ok {point.ok} errors {point.errors}",
                     flush=True,
                 )
     print()
     print(
-        "concurrency | batched req/s | unbatched req/s | throughput x | batched p99 ms | unbatched p99 ms | p99 ratio"
+        "concurrency | batched req/s | unbatched req/s | throughput x | batched p99 ms | "
+        "unbatched p99 ms | p99 ratio | server CPU ms/img batched | unbatched"
     )
-    print("---|---|---|---|---|---|---")
+    print("---|---|---|---|---|---|---|---|---")
     for concurrency in args.concurrency:
         b, u = points[("batched", concurrency)], points[("unbatched", concurrency)]
         print(
             f"{concurrency} | {b.throughput:.1f} | {u.throughput:.1f} | {b.throughput / u.throughput:.2f} | "
-            f"{b.p99_ms:.1f} | {u.p99_ms:.1f} | {b.p99_ms / u.p99_ms:.2f}"
+            f"{b.p99_ms:.1f} | {u.p99_ms:.1f} | {b.p99_ms / u.p99_ms:.2f} | "
+            f"{b.server_cpu_ms:.1f} | {u.server_cpu_ms:.1f}"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

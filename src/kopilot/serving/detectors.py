@@ -160,6 +160,9 @@ def load(model: settings.ModelSettings) -> Detector:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = model.intra_op_threads
     options.log_severity_level = 3
+    # Idle intra-op threads sleep instead of spinning: a spinning pool burns the CPU that request
+    # decoding needs (and a pod's CPU quota) between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = choose_providers(model.providers, onnxruntime.get_available_providers())
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
