@@ -72,7 +72,8 @@ class Runner:
     def step(self, now: float | None = None) -> Step:
         start = self._clock.now()
         t = start if now is None else now
-        leader = self.elector.tick(t) if self.elector is not None else True
+        # The lease runs on the elector's own clock (wall time), whatever the loop's time is.
+        leader = self.elector.tick() if self.elector is not None else True
         if not leader:
             if self._leading:
                 log.warning("lost the leadership: standing by")

@@ -1,0 +1,191 @@
+"""`kopilot run` against the real control plane (dry-run by default, --no-dry-run acts, a second
+run repeats nothing), and kopilot restarted mid-run resumes without duplicate or lost actions."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kubernetes import client as k8s_client
+
+from kopilot.governance import audit, governor, guardrails
+from kopilot.kits import clocks
+from kopilot.kube import controlplane, resuming, running, worlds
+from kopilot.loop import cycles
+from kopilot.scaling import policies
+from tests.kube import live
+from tests.kube.test_leader_election import Crash, CrashOnApply
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def kopilot_run(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kopilot.cli",
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--once",
+            "--metrics-port",
+            "-1",
+            "--no-leader-elect",
+            *args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_kopilot_run_is_dry_by_default_then_acts_once(
+    api_client: k8s_client.ApiClient, control_plane: controlplane.ControlPlane, tmp_path: Path
+) -> None:
+    api = live.make_api(api_client)
+    log = tmp_path / "audit.jsonl"
+    with live.namespace(api) as ns:
+        # min-replicas 2 with 1 replica running and no Prometheus: the data-quality gate's
+        # reactive rule raises it to the minimum.
+        live.deployment(api, ns, "detector", replicas=1, annotations=live.managed_annotations(lo=2))
+        dry = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log))
+        assert dry.returncode == 0, dry.stderr
+        assert "dry-run" in dry.stderr
+        mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
+        assert [r["outcome"] for r in mine] == ["dry-run"]
+        assert "data-quality gate: no demand history" in mine[0]["action"]["reason"]
+        assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 1
+
+        acted = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run")
+        assert acted.returncode == 0, acted.stderr
+        assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 2
+        mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
+        assert [r["outcome"] for r in mine] == ["dry-run", "approved"]
+
+        again = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run")
+        assert again.returncode == 0, again.stderr
+        mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
+        assert len(mine) == 2  # nothing left to do: nothing proposed, nothing repeated
+        assert len(live.kopilot_events(api, ns, "KopilotScaled")) == 1
+
+
+def test_bad_policy_file_is_a_clear_error(
+    control_plane: controlplane.ControlPlane, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("dry_run: maybe\nmax_cordoned_nodes: -1\n")
+    result = kopilot_run(control_plane.kubeconfig, "--policy", str(policy))
+    assert result.returncode == 2
+    assert "max_cordoned_nodes" in result.stderr and str(policy) in result.stderr
+
+
+def test_restart_mid_run_resumes_without_duplicate_or_lost_actions(
+    api_client: k8s_client.ApiClient, tmp_path: Path
+) -> None:
+    api = live.make_api(api_client)
+    times = np.arange(0.0, 3600.0, 15.0)
+    # A staircase: 6 req/s, then 30, then 60: scale-ups at each step.
+    source = live.ReplayedDemand(
+        times=times, values=np.select([times < 1000, times < 1300], [6.0, 30.0], 60.0)
+    )
+    log_path = tmp_path / "audit.jsonl"
+    made: list[worlds.KubeWorld] = []
+
+    def start() -> tuple[running.Runner, worlds.KubeWorld]:
+        world = worlds.KubeWorld.connect(
+            api_client,
+            clock=clocks.WallClock(),
+            rng=random.Random(0),
+            demand=source,
+            settings=worlds.Settings(demand_history_s=900.0),
+        )
+        made.append(world)
+        world.start()
+        assert world.wait_synced(30)
+        live.wait_for("the service in the cache", lambda: world.workload_kind(key))
+        rails = guardrails.Guardrails(dry_run=False)
+        runner = running.Runner(
+            world,
+            [cycles.PolicySlot(policy=policies.PredictivePolicy())],
+            governor.Governor(rails),  # a fresh governor: only the audit log remembers
+            audit.AuditLog(log_path),
+            clock=clocks.WallClock(),
+            resume_max_age_s=60.0,
+        )
+        return runner, world
+
+    def settle(world: worlds.KubeWorld) -> None:
+        want = live.read_deployment(api, ns, "detector")["spec"]["replicas"]
+        live.wait_for(
+            "the cache to catch up",
+            lambda: True if (s := world.snapshot(0).service(key)) and s.replicas == want else None,
+            timeout=10,
+        )
+
+    try:
+        with live.namespace(api) as ns:
+            key = f"{ns}/detector"
+            live.deployment(
+                api,
+                ns,
+                "detector",
+                replicas=1,
+                annotations=live.managed_annotations(query="q", hi=30),
+            )
+            first, world1 = start()
+            t = 900.0
+            while t < 1000.0:
+                assert first.step(t).error is None
+                settle(world1)
+                t += 15.0
+            first.world = CrashOnApply(world1)  # kill -9 between the audit record and the apply
+            with pytest.raises(Crash):
+                first.step(t)
+            world1.stop()
+            [lost] = [
+                r for r in audit.read(log_path) if r["time"] == t and r["outcome"] == "approved"
+            ]
+            assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 1
+
+            second, world2 = start()
+            step = second.step(t + 15.0)
+            assert step.error is None, step.error
+            assert step.restored >= 1
+            lost_id = resuming.record_decision_id(lost)
+            assert any(lost_id in line and "scaled" in line for line in step.resumed), step.resumed
+            settle(world2)
+            t += 30.0
+            while t < 1500.0:
+                s = second.step(t)
+                assert s.error is None, s.error
+                settle(world2)
+                t += 15.0
+
+            # A second restart right after a clean cycle replays nothing new.
+            third, _world3 = start()
+            again = third.step(t)
+            assert all("already applied" in line for line in again.resumed), again.resumed
+
+            records = list(audit.read(log_path))
+            approved = [
+                r for r in records if r["outcome"] == "approved" and r["action"]["kind"] == "Scale"
+            ]
+            events = live.kopilot_events(api, ns, "KopilotScaled")
+            for r in approved:
+                decision = resuming.record_decision_id(r)
+                assert sum(1 for e in events if decision in e["message"]) == 1, json.dumps(r)
+            assert len(events) == len(approved)
+            # The staircase needs ceil(60 / 8) = 8 replicas in the end.
+            assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] >= 8
+    finally:
+        for w in made:
+            w.stop()
