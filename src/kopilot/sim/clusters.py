@@ -187,7 +187,9 @@ def fill(
     total = sum(len(n.gpus) for n in nodes) * resources.GPU_MILLI
     pool = [tp.pod for tp in pods]
     if not any(_milli(p) for p in pool):
-        raise ValueError("cluster twin: no pod in the list asks for a GPU, so the cluster never fills")
+        raise ValueError(
+            "cluster twin: no pod in the list asks for a GPU, so the cluster never fills"
+        )
     arrived_milli = allocated = placed = failed = 0
     at_100: float | None = None
     rows: list[tuple[float, float, float]] = []
