@@ -128,24 +128,31 @@ def test_service_monitor_and_unmanaged_replicas(helm: str) -> None:
     assert manifests["Deployment"]["metadata"]["annotations"]["kopilot.io/managed"] == "false"
 
 
-def test_min_replicas_over_max_is_refused(helm: str) -> None:
-    result = subprocess.run(
-        [
-            helm,
-            "template",
-            "demo",
-            str(CHART),
-            "--set",
-            "kopilot.minReplicas=5",
-            "--set",
-            "kopilot.maxReplicas=2",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["kopilot.minReplicas=5", "kopilot.maxReplicas=2"],
+            "kopilot.minReplicas (5) must not exceed kopilot.maxReplicas (2)",
+        ),
+        (["gpu.count=-1"], "gpu.count: Must be greater than or equal to 0"),
+        (["model.path=model.onnx"], "model.path: Does not match pattern"),
+        (["server.maxBatchSize=0"], "server.maxBatchSize: Must be greater than or equal to 1"),
+        (
+            ["terminationGracePeriodSeconds=10"],
+            "must be at least gracefulTimeoutSeconds + preStopSleepSeconds (35)",
+        ),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(
+    helm: str, overrides: list[str], message: str
+) -> None:
+    command = [helm, "template", "demo", str(CHART)]
+    for override in overrides:
+        command += ["--set", override]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     assert result.returncode != 0
-    assert "kopilot.minReplicas (5) must not exceed kopilot.maxReplicas (2)" in result.stderr
+    assert message in result.stderr, result.stderr
 
 
 @pytest.mark.integration
