@@ -118,7 +118,9 @@ def test_handover_loses_no_decision(api_client: k8s_client.ApiClient, tmp_path: 
                     clock=clocks.WallClock(),
                     rng=random.Random(0),
                     demand=source,
-                    settings=worlds.Settings(identity=who, demand_history_s=900.0),
+                    settings=worlds.Settings(
+                        identity=who, demand_history_s=900.0, namespaces=frozenset({ns})
+                    ),
                     may_act=el.is_leader,
                 )
                 made.append(world)

@@ -5,6 +5,7 @@ Loop time is the replayed curve's (15 s per cycle, no waiting); the cluster is r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -71,6 +72,8 @@ def test_kopilot_scales_ahead_of_a_replayed_demand_ramp(
             ),
         )
         key = f"{ns}/detector"
+        # Only this test's service: other tests' namespaces may still be terminating.
+        world.settings = dataclasses.replace(world.settings, namespaces=frozenset({ns}))
         live.wait_for("the service in the cache", lambda: world.workload_kind(key))
         log = audit.AuditLog(tmp_path / "audit.jsonl")
         runner = running.Runner(

@@ -57,7 +57,8 @@ def test_kopilot_run_is_dry_by_default_then_acts_once(
         # min-replicas 2 with 1 replica running and no Prometheus: the data-quality gate's
         # reactive rule raises it to the minimum.
         live.deployment(api, ns, "detector", replicas=1, annotations=live.managed_annotations(lo=2))
-        dry = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log))
+        scope = ("--namespace", ns)  # leftovers of other tests are not this test's business
+        dry = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log), *scope)
         assert dry.returncode == 0, dry.stderr
         assert "dry-run" in dry.stderr
         mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
@@ -65,13 +66,17 @@ def test_kopilot_run_is_dry_by_default_then_acts_once(
         assert "data-quality gate: no demand history" in mine[0]["action"]["reason"]
         assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 1
 
-        acted = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run")
+        acted = kopilot_run(
+            control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run", *scope
+        )
         assert acted.returncode == 0, acted.stderr
         assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 2
         mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
         assert [r["outcome"] for r in mine] == ["dry-run", "approved"]
 
-        again = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run")
+        again = kopilot_run(
+            control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run", *scope
+        )
         assert again.returncode == 0, again.stderr
         mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
         assert len(mine) == 2  # nothing left to do: nothing proposed, nothing repeated
@@ -106,7 +111,7 @@ def test_restart_mid_run_resumes_without_duplicate_or_lost_actions(
             clock=clocks.WallClock(),
             rng=random.Random(0),
             demand=source,
-            settings=worlds.Settings(demand_history_s=900.0),
+            settings=worlds.Settings(demand_history_s=900.0, namespaces=frozenset({ns})),
         )
         made.append(world)
         world.start()

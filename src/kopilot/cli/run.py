@@ -92,6 +92,13 @@ def run(
         "--identity",
         help="This replica's name in the Lease and in Events (default: host-pid).",
     ),
+    namespace: list[str] = typer.Option(
+        [],
+        "--namespace",
+        "-n",
+        help="Manage only the services in this namespace (repeat for several; default: all). "
+        "Nodes are watched cluster-wide either way.",
+    ),
     node_grace: float = typer.Option(
         60.0, "--node-grace", help="Seconds a node must be NotReady before kopilot cordons it."
     ),
@@ -183,7 +190,10 @@ def run(
         rng=randomness.rng(os.getpid(), "kube-retries"),
         demand=PrometheusDemand(prom) if prom is not None else None,
         settings=worlds.Settings(
-            identity=me, demand_history_s=demand_history, demand_step_s=demand_step
+            identity=me,
+            demand_history_s=demand_history,
+            demand_step_s=demand_step,
+            namespaces=frozenset(namespace) if namespace else None,
         ),
     )
     if leader_elect:

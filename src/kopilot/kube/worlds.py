@@ -53,6 +53,9 @@ class Settings:
     sync_timeout_s: float = 60.0
     watch_timeout_s: int = 300
     page_size: int = 500
+    namespaces: frozenset[str] | None = None
+    """Manage only the services in these namespaces (None: every namespace). Nodes and pods
+    are always seen cluster-wide: placement and node health need the whole picture."""
 
 
 Managed = tuple[converting.WorkloadRef, cluster.ModelService] | None
@@ -231,11 +234,12 @@ class KubeWorld:
         return None
 
     def _managed(self) -> list[tuple[converting.WorkloadRef, cluster.ModelService]]:
+        scope = self.settings.namespaces
         found = [
             m
             for informer in (self.deployments, self.statefulsets)
             for m in informer.items().values()
-            if m is not None
+            if m is not None and (scope is None or m[0].namespace in scope)
         ]
         return sorted(found, key=lambda m: m[0].key)
 
