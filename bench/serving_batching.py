@@ -35,6 +35,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """One closed-loop run against one server."""
+
+    latencies: list[float]  # seconds, answers completed in the measured window
+    errors: int
+    window: float
+    inferred: float  # images run through the model during the run (warm-up included)
+    batches: float
+    cpu_s: float  # server process CPU during the run
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Point:
     mode: str
     concurrency: int
@@ -44,9 +56,7 @@ class Point:
     ok: int
     errors: int
     mean_batch: float
-    server_cpu_ms: (
-        float  # server process CPU time (user + system, all threads) per answered request
-    )
+    server_cpu_ms: float  # server CPU (user + system, all threads) per image inferred
 
 
 def default_model() -> pathlib.Path:
@@ -150,29 +160,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(
-    url: str, pid: int, mode: str, body: bytes, *, concurrency: int, warmup: float, duration: float
-) -> Point:
-    before = batch_totals(url)
-    cpu_before = cpu_seconds(pid)
+def sample(
+    url: str, pid: int, body: bytes, *, concurrency: int, warmup: float, duration: float
+) -> Sample:
+    before, cpu_before = batch_totals(url), cpu_seconds(pid)
     latencies, errors, window = asyncio.run(
         closed_loop(url, body, concurrency=concurrency, warmup=warmup, duration=duration)
     )
-    cpu_after = cpu_seconds(pid)
-    after = batch_totals(url)
-    batches = after[1] - before[1]
-    inferred = after[0] - before[0]  # images run through the model in the whole run
+    after, cpu_after = batch_totals(url), cpu_seconds(pid)
+    return Sample(
+        latencies=latencies,
+        errors=errors,
+        window=window,
+        inferred=after[0] - before[0],
+        batches=after[1] - before[1],
+        cpu_s=cpu_after - cpu_before,
+    )
+
+
+def summarize(mode: str, concurrency: int, samples: list[Sample]) -> Point:
+    """Pool the rounds: all latencies together, answers over the summed windows."""
+    latencies = [x for s in samples for x in s.latencies]
+    inferred = sum(s.inferred for s in samples)
+    batches = sum(s.batches for s in samples)
     return Point(
         mode=mode,
         concurrency=concurrency,
-        throughput=len(latencies) / window,
+        throughput=len(latencies) / sum(s.window for s in samples),
         p50_ms=statistics.median(latencies) * 1000 if latencies else float("nan"),
         p99_ms=percentile(latencies, 0.99) * 1000,
         ok=len(latencies),
-        errors=errors,
+        errors=sum(s.errors for s in samples),
         mean_batch=inferred / batches if batches else float("nan"),
-        # Server CPU in the whole run (warm-up included) over the images inferred in it.
-        server_cpu_ms=(cpu_after - cpu_before) * 1000 / inferred if inferred else float("nan"),
+        server_cpu_ms=sum(s.cpu_s for s in samples) * 1000 / inferred if inferred else float("nan"),
     )
 
 
@@ -187,8 +207,9 @@ def main() -> None:
         "--image", type=pathlib.Path, default=ROOT / "tests/serving/data/zidane.jpg"
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16, 32])
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per point not measured")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per point")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per round not measured")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per point")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
     parser.add_argument("--intra-op-threads", type=int, default=0, help="0: ONNX Runtime's default")
@@ -208,27 +229,41 @@ def main() -> None:
         "unbatched": ["--max-batch-size", "1", "--max-queue-delay-ms", "0", *common],
     }
     print(f"model {model.name}, image {args.image.name} ({len(body)} bytes), cores {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.2f}, {args.warmup:.0f}+{args.duration:.0f} s per point")  # fmt: skip
+          f"load average {os.getloadavg()[0]:.2f}, {args.rounds} x ({args.warmup:.0f}+{args.duration:.0f} s) per point")  # fmt: skip
     print(f"batched: max batch {args.max_batch_size}, max queue delay {args.max_queue_delay_ms} ms; "
           f"unbatched: max batch 1; intra-op threads {args.intra_op_threads or 'default'}")  # fmt: skip
     points: dict[tuple[str, int], Point] = {}
-    for mode, flags in modes.items():
-        with server(model, flags, args.log_dir / f"kopilot-serve-bench-{mode}.log") as (url, pid):
-            for concurrency in args.concurrency:
-                point = measure(
-                    url,
-                    pid,
-                    mode,
-                    body,
-                    concurrency=concurrency,
-                    warmup=args.warmup,
-                    duration=args.duration,
-                )
+    logs = {mode: args.log_dir / f"kopilot-serve-bench-{mode}.log" for mode in modes}
+    # Both servers run side by side (an idle one uses no CPU) and the modes alternate within each
+    # concurrency, so a change in the machine's other load hits both alike.
+    with (
+        server(model, modes["batched"], logs["batched"]) as batched,
+        server(model, modes["unbatched"], logs["unbatched"]) as unbatched,
+    ):
+        targets = {"batched": batched, "unbatched": unbatched}
+        for concurrency in args.concurrency:
+            samples: dict[str, list[Sample]] = {mode: [] for mode in modes}
+            for round_ in range(args.rounds):
+                order = list(modes) if round_ % 2 == 0 else list(reversed(modes))
+                for mode in order:
+                    url, pid = targets[mode]
+                    samples[mode].append(
+                        sample(
+                            url,
+                            pid,
+                            body,
+                            concurrency=concurrency,
+                            warmup=args.warmup,
+                            duration=args.duration,
+                        )
+                    )
+            for mode in modes:
+                point = summarize(mode, concurrency, samples[mode])
                 points[(mode, concurrency)] = point
                 print(
                     f"  {mode:9s} c={concurrency:3d}: {point.throughput:7.1f} req/s  p50 {point.p50_ms:7.1f} ms  "
                     f"p99 {point.p99_ms:7.1f} ms  mean batch {point.mean_batch:4.2f}  "
-                    f"server CPU {point.server_cpu_ms:5.1f} ms/req  ok {point.ok} errors {point.errors}",
+                    f"server CPU {point.server_cpu_ms:5.1f} ms/img  ok {point.ok} errors {point.errors}",
                     flush=True,
                 )
     print()

@@ -33,11 +33,14 @@ def classic_detector(
     size: int = 64,
     batch: int | str = "batch",
     seed: int = 0,
+    only_one_image: bool = False,
 ) -> pathlib.Path:
     """A conv net with YOLOv8's output layout `[batch, 4 + classes, anchors]`.
 
     One 8x8/stride-8 convolution gives an (size/8)^2 anchor grid; boxes are sigmoid * size (centre
     x, y, width, height in input pixels), class scores are sigmoids. Outputs depend on the pixels.
+    With `only_one_image` the batch axis is declared dynamic but the graph reshapes to a batch of
+    1, so any larger batch fails at run time (as some hand-made exports do).
     """
     rng = np.random.default_rng(seed)
     channels = 4 + classes
@@ -61,7 +64,9 @@ def classic_detector(
         initializer=[
             numpy_helper.from_array(weight, "w"),
             numpy_helper.from_array(bias, "b"),
-            numpy_helper.from_array(np.array([0, channels, anchors], np.int64), "shape"),
+            numpy_helper.from_array(
+                np.array([1 if only_one_image else 0, channels, anchors], np.int64), "shape"
+            ),
             numpy_helper.from_array(scale, "scale"),
         ],
     )

@@ -3,15 +3,17 @@ cannot be served says why. The real app and server, on a thread, with a loader h
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import threading
 from collections.abc import Callable
 
 import httpx
+import numpy as np
 import pytest
 
 from kopilot.serving import api, detectors, errors, settings
-from tests.serving import onnx_models, servers
+from tests.serving import images_util, onnx_models, servers
 
 
 def held_loader(gate: threading.Event) -> Callable[[settings.ModelSettings], detectors.Detector]:
@@ -61,10 +63,6 @@ def test_a_model_that_fails_to_load_says_why_and_stops_the_server(tmp_path: path
 
 
 def test_the_end_to_end_layout_serves_over_http(tmp_path: pathlib.Path) -> None:
-    import numpy as np
-
-    from tests.serving import images_util
-
     rows = np.array([[4, 4, 20, 28, 0.9, 1], [0, 0, 8, 8, 0.6, 0]], np.float32)
     model = onnx_models.end_to_end_detector(
         tmp_path / "e2e.onnx", rows=rows, names={0: "cat", 1: "dog"}
@@ -87,3 +85,23 @@ def test_the_end_to_end_layout_serves_over_http(tmp_path: pathlib.Path) -> None:
             f"{url}/v1/detect", content=black, headers={"content-type": "image/png"}
         )
         assert response.json()["detections"] == []  # scores scale with brightness in this model
+
+
+def test_a_model_that_fails_on_batches_is_refused_with_advice(tmp_path: pathlib.Path) -> None:
+    model = onnx_models.classic_detector(tmp_path / "one.onnx", only_one_image=True)
+    batched = settings.ServeSettings(model=settings.ModelSettings(path=model))
+    gate = threading.Event()
+    with (
+        pytest.raises(errors.ModelError, match="serve it with --max-batch-size 1"),
+        servers.threaded(batched, loader=held_loader(gate), ready=False) as (_url, instance),
+    ):
+        gate.set()
+        assert poll(lambda: instance.service.phase is not api.Phase.LOADING)
+    single = dataclasses.replace(batched, batching=settings.BatchingSettings(max_batch_size=1))
+    with servers.threaded(single) as (url, _):
+        response = httpx.post(
+            f"{url}/v1/detect",
+            content=images_util.solid(64, 64),
+            headers={"content-type": "image/png"},
+        )
+        assert response.status_code == 200 and response.json()["batch_size"] == 1

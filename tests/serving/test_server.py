@@ -85,11 +85,15 @@ def test_detections_match_the_model_run_directly(
         body = response.json()
         want = expected[name]
         got = body["detections"]
-        assert [d["class_id"] for d in got] == [c for c, _, _ in want], name
-        for d, (_, score, box) in zip(got, want, strict=True):
-            assert d["score"] == pytest.approx(score, abs=2e-3)
-            assert d["box"] == pytest.approx(box, abs=1.0)
-            assert d["class_name"]
+        assert len(got) == len(want), name
+        for cls, score, box in want:  # order-free: near-equal scores may swap places in a batch
+            assert any(
+                d["class_id"] == cls
+                and d["score"] == pytest.approx(score, abs=2e-3)
+                and d["box"] == pytest.approx(box, abs=1.0)
+                for d in got
+            ), f"{name}: no detection of class {cls} score {score:.3f} at {box}"
+        assert all(d["class_name"] for d in got)
         assert set(body["timings_ms"]) >= {
             "preprocess",
             "queue",
@@ -225,13 +229,14 @@ def test_sigterm_finishes_in_flight_requests(
                     for _ in range(3)
                 ]
                 async with httpx.AsyncClient(base_url=process.url, timeout=5) as probe:
-                    for _ in range(200):
-                        text = (await probe.get("/metrics")).text
-                        if "kopilot_serving_inflight_requests 3.0" in text:
-                            break
+                    deadline = asyncio.get_running_loop().time() + 30
+                    while (
+                        "kopilot_serving_inflight_requests 3.0"
+                        not in (await probe.get("/metrics")).text
+                    ):
+                        if asyncio.get_running_loop().time() > deadline:
+                            raise AssertionError("the requests never got in flight")
                         await asyncio.sleep(0.02)
-                    else:
-                        raise AssertionError("the requests never got in flight")
                 await asyncio.to_thread(process.process.send_signal, 15)
                 return await asyncio.gather(*sent)
 

@@ -125,7 +125,7 @@ class Service:
                 )
                 max_batch = detector.info.fixed_batch
             await asyncio.to_thread(self._warm_up, detector, max_batch)
-        except errors.ModelError as e:
+        except (errors.ModelError, errors.InferenceError) as e:
             self._state.phase = Phase.FAILED
             self._state.failure = str(e)
             self._log.error(
@@ -165,7 +165,13 @@ class Service:
         """Run every batch size the batcher can form once, so no request pays a first-run cost."""
         info = detector.info
         for size in sorted({1, max_batch, *range(2, max_batch)}):
-            detector.run(np.zeros((size, 3, info.input_height, info.input_width), np.float32))
+            try:
+                detector.run(np.zeros((size, 3, info.input_height, info.input_width), np.float32))
+            except errors.InferenceError as e:
+                raise errors.ModelError(
+                    f"{info.path}: warm-up with a batch of {size} failed ({e}); if the model "
+                    "only runs one image at a time, serve it with --max-batch-size 1"
+                ) from e
 
     # -- handlers --------------------------------------------------------------------------
 
