@@ -20,10 +20,12 @@ from kopilot.kube import controlplane
 REPO = Path(__file__).resolve().parents[2]
 
 
+VERSIONS = REPO / "hack" / "controlplane" / "versions.env"
+
+
 def binaries() -> controlplane.Binaries:
     cache = Path(os.environ.get("KOPILOT_CACHE", Path.home() / ".cache" / "kopilot"))
-    versions = REPO / "hack" / "controlplane" / "versions.env"
-    return controlplane.pinned_binaries(cache=cache, versions_file=versions)
+    return controlplane.pinned_binaries(cache=cache, versions_file=VERSIONS)
 
 
 def _missing(what: str, where: Path) -> None:

@@ -20,15 +20,20 @@ import yaml
 from kubernetes import client, dynamic
 
 from kopilot.governance import policyfile
+from kopilot.kube import controlplane
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "kopilot"
 RELEASE = "kopilot"
+KUBE_VERSION = controlplane.read_versions(
+    CHART.parents[2] / "hack" / "controlplane" / "versions.env"
+)["K8S_VERSION"]
 
 
 def render(helm: Path, namespace: str, *values: str) -> list[dict[str, Any]]:
     argv = [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace]
+    argv += ["--kube-version", KUBE_VERSION]  # helm's own default (1.20) is below the chart's
     for value in values:
         argv += ["--set", value]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout

@@ -78,12 +78,8 @@ class Binaries:
             )
 
 
-def pinned_binaries(*, cache: Path, versions_file: Path) -> Binaries:
-    """The binaries the build script makes for the versions pinned in `versions_file`.
-
-    `versions_file` is hack/controlplane/versions.env (KEY=value lines); the build puts them in
-    `cache`/controlplane/<K8S_VERSION>/bin, `cache` being $KOPILOT_CACHE.
-    """
+def read_versions(versions_file: Path) -> dict[str, str]:
+    """The KEY=value lines of hack/controlplane/versions.env (K8S_VERSION, KWOK_VERSION, ...)."""
     versions: dict[str, str] = {}
     for number, line in enumerate(versions_file.read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -94,7 +90,16 @@ def pinned_binaries(*, cache: Path, versions_file: Path) -> Binaries:
         versions[key.strip()] = value.strip()
     if "K8S_VERSION" not in versions:
         raise ControlPlaneError(f"{versions_file}: no K8S_VERSION=... line")
-    return Binaries(bin_dir=cache / "controlplane" / versions["K8S_VERSION"] / "bin")
+    return versions
+
+
+def pinned_binaries(*, cache: Path, versions_file: Path) -> Binaries:
+    """The binaries the build script makes for the versions pinned in `versions_file`.
+
+    The build puts them in `cache`/controlplane/<K8S_VERSION>/bin, `cache` being $KOPILOT_CACHE.
+    """
+    version = read_versions(versions_file)["K8S_VERSION"]
+    return Binaries(bin_dir=cache / "controlplane" / version / "bin")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
