@@ -69,7 +69,9 @@ class Run:
     arrived: int = 0
     placed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def arrivals(pool: list[demands.Demand], capacity: int, seed: int) -> list[demands.Demand]:
@@ -110,11 +112,14 @@ def run_one(
     arrived = allocated = 0
     marked = False
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for d in sequence:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         decision = scheduler.schedule(d)
         if timed:
             run.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            run.cpu_ms.append((time.process_time() - c0) * 1000)
         arrived += d.gpu_milli_total
         if isinstance(decision, framework.Placement):
             allocated += d.gpu_milli_total
@@ -125,8 +130,75 @@ def run_one(
     run.at130 = allocated / capacity
     run.arrived = len(sequence)
     run.seconds = time.perf_counter() - started
+    run.cpu_seconds = time.process_time() - cpu_started
     assert abs(cluster.allocation_ratio() - run.at130) < 1e-9
     return run
+
+
+def report(console: Console, variant: str, by_policy: dict[str, list[Run]], seeds: int) -> None:
+    table = Table(title=f"GPU allocation ratio, openb_pod_list_{variant}.csv, {seeds} seeds")
+    columns = (
+        "policy",
+        "alloc % @100%",
+        "alloc % @130%",
+        "published @100/@130",
+        "p99 ms/pod wall",
+        "p99 ms/pod CPU",
+        "s/run wall",
+        "s/run CPU",
+    )
+    for col in columns:
+        table.add_column(col, justify="right")
+    for policy, runs in by_policy.items():
+        pub = PUBLISHED.get(policy) if variant == "default" else None
+        lat = np.array(runs[0].latencies_ms)
+        cpu = np.array(runs[0].cpu_ms)
+        table.add_row(
+            policy,
+            f"{100 * statistics.fmean(r.at100 for r in runs):.2f}",
+            f"{100 * statistics.fmean(r.at130 for r in runs):.2f}",
+            f"{pub[0]:.2f} / {pub[1]:.2f}" if pub else "-",
+            f"{np.percentile(lat, 99):.2f}" if lat.size else "-",
+            f"{np.percentile(cpu, 99):.2f}" if cpu.size else "-",
+            f"{statistics.fmean(r.seconds for r in runs):.1f}",
+            f"{statistics.fmean(r.cpu_seconds for r in runs):.1f}",
+        )
+    console.print(table)
+    if "kopilot" in by_policy and "fgd" in by_policy:
+        k130 = statistics.fmean(r.at130 for r in by_policy["kopilot"])
+        f130 = statistics.fmean(r.at130 for r in by_policy["fgd"])
+        k100 = statistics.fmean(r.at100 for r in by_policy["kopilot"])
+        f100 = statistics.fmean(r.at100 for r in by_policy["fgd"])
+        wins = sum(
+            a.at130 > b.at130 for a, b in zip(by_policy["kopilot"], by_policy["fgd"], strict=True)
+        )
+        console.print(
+            f"{variant}: kopilot/FGD allocation ratio @100% {k100 / f100:.4f}, @130% "
+            f"{k130 / f130:.4f} (kopilot ahead of FGD at 130% on {wins}/{seeds} seeds)"
+        )
+
+
+def save(out: Path, results: dict[str, dict[str, list[Run]]]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        v: {
+            p: [
+                {
+                    "seed": r.seed,
+                    "at100": r.at100,
+                    "at130": r.at130,
+                    "placed": r.placed,
+                    "arrived": r.arrived,
+                    "seconds": r.seconds,
+                    "cpu_seconds": r.cpu_seconds,
+                }
+                for r in runs
+            ]
+            for p, runs in by_policy.items()
+        }
+        for v, by_policy in results.items()
+    }
+    out.write_text(json.dumps(payload, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,15 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=150)
     variants = VARIANTS if args.traces == "all" else tuple(args.traces.split(","))
     policies = tuple(args.policies.split(","))
     nodes = openb.load_nodes(NODES)
     results: dict[str, dict[str, list[Run]]] = {}
     wall = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
-        total = len(variants) * len(policies) * args.seeds
-        task = progress.add_task("placing", total=total)
+        task = progress.add_task("placing", total=len(variants) * len(policies) * args.seeds)
         for variant in variants:
             trace = openb.load_pods(DATA / f"openb_pod_list_{variant}.csv")
             pool = [demands.from_pod(tp.pod) for tp in trace]
@@ -167,67 +238,14 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     results[variant][policy].append(run)
                     progress.advance(task)
-    elapsed = time.perf_counter() - wall
-    for variant, by_policy in results.items():
-        table = Table(
-            title=f"GPU allocation ratio, openb_pod_list_{variant}.csv, {args.seeds} seeds"
-        )
-        for col in (
-            "policy",
-            "alloc % @100%",
-            "alloc % @130%",
-            "published @100/@130",
-            "p99 ms/pod",
-            "s/run",
-        ):
-            table.add_column(col, justify="right")
-        for policy, runs in by_policy.items():
-            a100 = 100 * statistics.fmean(r.at100 for r in runs)
-            a130 = 100 * statistics.fmean(r.at130 for r in runs)
-            pub = PUBLISHED.get(policy) if variant == "default" else None
-            lat = np.array(runs[0].latencies_ms)
-            table.add_row(
-                policy,
-                f"{a100:.2f}",
-                f"{a130:.2f}",
-                f"{pub[0]:.2f} / {pub[1]:.2f}" if pub else "-",
-                f"{np.percentile(lat, 99):.2f}" if lat.size else "-",
-                f"{statistics.fmean(r.seconds for r in runs):.1f}",
-            )
-        console.print(table)
-        if "kopilot" in by_policy and "fgd" in by_policy:
-            k = [r.at130 for r in by_policy["kopilot"]]
-            f = [r.at130 for r in by_policy["fgd"]]
-            k1 = [r.at100 for r in by_policy["kopilot"]]
-            f1 = [r.at100 for r in by_policy["fgd"]]
-            wins = sum(a > b for a, b in zip(k, f, strict=True))
-            console.print(
-                f"{variant}: kopilot/FGD allocation ratio @100% {statistics.fmean(k1) / statistics.fmean(f1):.4f}, "
-                f"@130% {statistics.fmean(k) / statistics.fmean(f):.4f} "
-                f"(kopilot ahead on {wins}/{len(k)} seeds at 130%)"
-            )
+            report(progress.console, variant, results[variant], args.seeds)
+            if args.out:
+                save(args.out, results)
+    cpu_total = sum(r.cpu_seconds for v in results.values() for runs in v.values() for r in runs)
     console.print(
-        f"total wall time {elapsed:.0f} s for {len(variants)} trace(s) x {len(policies)} policies x {args.seeds} seeds"
+        f"total: {len(variants)} trace(s) x {len(policies)} policies x {args.seeds} seeds in "
+        f"{time.perf_counter() - wall:.0f} s wall, {cpu_total:.0f} s CPU"
     )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            v: {
-                p: [
-                    {
-                        "seed": r.seed,
-                        "at100": r.at100,
-                        "at130": r.at130,
-                        "placed": r.placed,
-                        "arrived": r.arrived,
-                    }
-                    for r in runs
-                ]
-                for p, runs in by_policy.items()
-            }
-            for v, by_policy in results.items()
-        }
-        args.out.write_text(json.dumps(payload, indent=1))
     return 0
 
 

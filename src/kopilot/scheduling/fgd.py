@@ -32,6 +32,7 @@ class FragmentationScore:
         self.memory = memory
         self.stranding = stranding
         self._cache: tuple[state.ClusterState, fragmentation.Fragmentation] | None = None
+        self._last: tuple[demands.Demand, int, npt.NDArray[np.int64]] | None = None
 
     @property
     def name(self) -> str:
@@ -59,8 +60,19 @@ class FragmentationScore:
         feasible: npt.NDArray[np.bool_],
         rng: random.Random,
     ) -> framework.FloatArray:
-        delta, _ = self.fragmentation(cluster).delta(demand, feasible)
+        delta, best_gpu = self.fragmentation(cluster).delta(demand, feasible)
+        self._last = (demand, int(cluster.version.sum()), best_gpu)
         return np.where(np.isfinite(delta), -delta, 0.0)
+
+    def best_gpu(self, cluster: state.ClusterState, demand: demands.Demand, node: int) -> int:
+        """The GPU the last `score` call found best on `node` for this demand (-1: any idle)."""
+        last = self._last
+        if last is not None and last[0] is demand and last[1] == int(cluster.version.sum()):
+            return int(last[2][node])
+        only = np.zeros(len(cluster), dtype=np.bool_)
+        only[node] = True
+        _, gpu = self.fragmentation(cluster).delta(demand, only)
+        return int(gpu[node])
 
 
 class FragmentationPicker:
@@ -78,9 +90,7 @@ class FragmentationPicker:
     ) -> state.Allocation:
         if demand.kind not in ("share", "whole"):
             return state.occupy(cluster, demand, node)
-        only = np.zeros(len(cluster), dtype=np.bool_)
-        only[node] = True
-        _, gpu = self.plugin.fragmentation(cluster).delta(demand, only)
-        if gpu[node] < 0:
+        gpu = self.plugin.best_gpu(cluster, demand, node)
+        if gpu < 0:
             return state.occupy(cluster, demand, node)
-        return state.occupy(cluster, demand, node, (int(gpu[node]),))
+        return state.occupy(cluster, demand, node, (gpu,))

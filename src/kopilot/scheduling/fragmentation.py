@@ -33,6 +33,8 @@ from kopilot.scheduling import demands, state
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+_NO_ROOM = 10 * resources.GPU_MILLI
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskShape:
@@ -239,11 +241,15 @@ class Fragmentation:
         cl = self.cluster
         free = cl.gpu_free[nodes]
         ok = cl.gpu_real[nodes] & (free >= need[:, None])
-        width = free.shape[1]
-        for j in range(1, width):  # one candidate per distinct free level on a node
-            same = (free[:, :j] == free[:, j : j + 1]) & ok[:, :j]
-            ok[:, j] &= ~same.any(axis=1)
-        row, gpu = np.nonzero(ok)
+        # One candidate per distinct free level on a node, the fullest GPU first (so that ties
+        # between levels go to the best fit).
+        key = np.where(ok, free, _NO_ROOM)
+        order = np.argsort(key, axis=1, kind="stable")
+        ranked = np.take_along_axis(key, order, axis=1)
+        fresh = np.ones_like(ok)
+        fresh[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+        row, pos = np.nonzero(fresh & (ranked < _NO_ROOM))
+        gpu = order[row, pos]
         node_of = nodes[row]
         before = free[row, gpu]
         now = before - need[row]
