@@ -144,6 +144,8 @@ class NodeTable:
     filters: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
     filter_reasons: dict[str, str] = field(default_factory=dict)
     scores: dict[str, FloatArray] = field(default_factory=dict)
+    raw: dict[str, FloatArray] = field(default_factory=dict)
+    """Each score plugin's raw value (e.g. FGD: minus the fragmentation increase, milli-GPU)."""
     weights: dict[str, float] = field(default_factory=dict)
     total: FloatArray | None = None
 

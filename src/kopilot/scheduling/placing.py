@@ -82,6 +82,7 @@ def decide(
         scored.append((scorer.name, weight, raw, norm))
         if table is not None:
             table.scores[scorer.name] = norm
+            table.raw[scorer.name] = raw
             table.weights[scorer.name] = weight
     total = np.where(alive, total, -np.inf)
     best = float(total.max())
@@ -94,6 +95,7 @@ def decide(
             filters=table.filters,
             filter_reasons=table.filter_reasons,
             scores=table.scores,
+            raw=table.raw,
             weights=table.weights,
             total=np.where(alive, total, np.nan),
         )
