@@ -1,0 +1,223 @@
+"""KubeWorld at scale: a 1,000-node kwok cluster with 10,000 pods; sync time, snapshot time, memory.
+
+Starts the test control plane (tests/kube's), creates `--nodes` kwok GPU nodes and `--pods` pods
+(as Deployments, half of them kopilot-managed, half asking for a GPU; the real kube-scheduler
+places them and kwok runs them), then measures, in this process:
+
+- cold sync: a new KubeWorld lists nodes, pods, Deployments and StatefulSets (raw JSON, paginated)
+  and converts them: what a start or a leader take-over costs;
+- snapshot: `KubeWorld.snapshot(now)` from the watch caches, once per loop cycle: the per-cycle
+  refresh (target: under 2 s);
+- relist: the pod cache listed again from scratch (what a 410 Gone on the watch costs);
+- watch lag: a scale written through the API until the snapshot shows it;
+- memory: this process's resident memory after the caches hold everything (target: under 1 GiB),
+  next to the same process before the KubeWorld existed.
+
+    python bench/kube_snapshot.py [--nodes 1000] [--pods 10000] [--cycles 20]
+
+Needs the binaries from `bash scripts/setup.d/50-controlplane.sh` ($KOPILOT_CACHE respected).
+Not a test: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from concurrent import futures
+from pathlib import Path
+
+from kubernetes import config
+
+from kopilot.kits import clocks
+from kopilot.kube import apis, controlplane, notes, retrying, worlds
+
+REPO = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stamp(t0: float, what: str) -> None:
+    print(f"[{time.perf_counter() - t0:6.1f}s] {what}", flush=True)
+
+
+def populate(api: apis.Api, nodes: int, pods: int, deployments: int, t0: float) -> None:
+    capacity = {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": "8"}
+
+    def make_node(i: int) -> None:
+        api.post(
+            "/api/v1/nodes",
+            {
+                "metadata": {
+                    "name": f"kwok-{i:04d}",
+                    "labels": {"type": "kwok", "nvidia.com/gpu.product": "A100-80GB"},
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                },
+                "status": {"capacity": capacity, "allocatable": capacity},
+            },
+            "create node",
+        )
+
+    with futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(make_node, range(nodes)))
+    stamp(t0, f"{nodes} nodes created")
+    api.post("/api/v1/namespaces", {"metadata": {"name": "bench"}}, "create namespace")
+    per = pods // deployments
+    for d in range(deployments):
+        managed = d % 2 == 0
+        limits = {"nvidia.com/gpu": "1"} if d % 4 < 2 else {}
+        annotations = (
+            {notes.MANAGED: "true", notes.CAPACITY_RPS: "10", notes.MAX_REPLICAS: "2000"}
+            if managed
+            else {}
+        )
+        api.post(
+            "/apis/apps/v1/namespaces/bench/deployments",
+            {
+                "metadata": {"name": f"svc-{d:03d}", "annotations": annotations},
+                "spec": {
+                    "replicas": per,
+                    "selector": {"matchLabels": {"app": f"svc-{d:03d}"}},
+                    "template": {
+                        "metadata": {"labels": {"app": f"svc-{d:03d}"}},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "model",
+                                    "image": "registry.invalid/kopilot/detector:bench",
+                                    "resources": {
+                                        "requests": {"cpu": "100m", "memory": "256Mi", **limits},
+                                        "limits": limits,
+                                    },
+                                }
+                            ]
+                        },
+                    },
+                },
+            },
+            "create deployment",
+        )
+    stamp(t0, f"{deployments} deployments x {per} replicas created")
+
+
+def count_running(api: apis.Api) -> tuple[int, int]:
+    """(pods, Running pods) in `bench`, from a paginated list (field selectors give no counts)."""
+    total = running = 0
+    token = ""
+    while True:
+        query: dict[str, str | int | bool] = {"limit": 1000}
+        if token:
+            query["continue"] = token
+        page = api.call("GET", "/api/v1/namespaces/bench/pods", "list pods", query=query)
+        for pod in page.get("items") or []:
+            total += 1
+            running += (pod.get("status") or {}).get("phase") == "Running"
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return total, running
+
+
+def wait_running(api: apis.Api, pods: int, t0: float, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        total, running = count_running(api)
+        stamp(t0, f"{total} pods, {running} Running (of {pods})")
+        if running >= pods:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {running} of {pods} pods Running after {timeout:.0f} s")
+        time.sleep(10.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--deployments", type=int, default=20)
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=900.0, help="for the pods to run")
+    args = parser.parse_args()
+
+    cache = Path(os.environ.get("KOPILOT_CACHE", Path.home() / ".cache" / "kopilot"))
+    binaries = controlplane.pinned_binaries(
+        cache=cache, versions_file=REPO / "hack" / "controlplane" / "versions.env"
+    )
+    clock = clocks.WallClock()
+    t0 = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        controlplane.running(binaries=binaries, workdir=Path(tmp), clock=clock) as cp,
+    ):
+        stamp(t0, "control plane up")
+        api_client = config.new_client_from_config(config_file=str(cp.kubeconfig))
+        api = apis.Api(api_client, retrying.Retrier(clock, random.Random(0)))
+        populate(api, args.nodes, args.pods, args.deployments, t0)
+
+        wait_running(api, args.pods, t0, args.timeout)
+
+        base_rss = rss_mib()
+        started = time.perf_counter()
+        world = worlds.KubeWorld(api, clock=clock)
+        world.start()
+        if not world.wait_synced(300):
+            raise SystemExit("the KubeWorld did not sync in 300 s")
+        sync_s = time.perf_counter() - started
+        times = []
+        snap = world.snapshot(time.time())
+        for _ in range(args.cycles):
+            a = time.perf_counter()
+            snap = world.snapshot(time.time())
+            times.append(time.perf_counter() - a)
+        rss = rss_mib()
+        a = time.perf_counter()
+        world.pods.relist()
+        relist_s = time.perf_counter() - a
+
+        target = next(s for s in snap.services)
+        a = time.perf_counter()
+        api.patch(
+            f"/apis/apps/v1/namespaces/{target.namespace}/deployments/{target.name}/scale",
+            {"spec": {"replicas": target.replicas + 1}},
+            "scale",
+        )
+        while (s := world.snapshot(time.time()).service(target.key)) is None or (
+            s.replicas != target.replicas + 1
+        ):
+            time.sleep(0.005)
+        lag_s = time.perf_counter() - a
+        world.stop()
+        plane = cp.rss_bytes()
+        api_client.close()
+
+    print()
+    print(
+        f"cluster: {len(snap.nodes)} nodes, {len(snap.pods)} pods, {len(snap.services)} managed services"
+    )
+    print(f"cold sync (list + convert everything):  {sync_s:6.2f} s")
+    print(
+        f"snapshot per cycle ({args.cycles} cycles):       median {statistics.median(times):.3f} s, "
+        f"max {max(times):.3f} s   (target < 2 s)"
+    )
+    print(f"pod cache relist (a 410 Gone):          {relist_s:6.2f} s")
+    print(f"watch lag (scale -> snapshot shows it): {lag_s * 1000:6.0f} ms")
+    print(
+        f"kopilot process RSS with the caches:    {rss:6.0f} MiB (before the KubeWorld: "
+        f"{base_rss:.0f} MiB)   (target < 1024 MiB)"
+    )
+    print(
+        "control plane RSS: "
+        + ", ".join(f"{name} {size / MIB:.0f} MiB" for name, size in plane.items())
+    )
+
+
+if __name__ == "__main__":
+    main()
