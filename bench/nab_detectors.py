@@ -10,6 +10,7 @@ from kopilot.health import (
     contexts,
     ensembles,
     likelihood,
+    ranges,
     streaming,
     zscores,
 )
@@ -55,20 +56,37 @@ def _member(index: int) -> Callable[[int], streaming.Detector]:
 
 def _describe() -> list[str]:
     s = ensembles.EnsembleSettings()
-    names = [f"member: z-score (window {z.window}, smoothing {z.smoothing:g})" for z in s.zscores]
-    names += [f"member: contexts ({c.levels} levels, scales {c.scales})" for c in s.contexts]
+    names = [f"member: z-score (smoothing {z.smoothing:g}, window {z.window})" for z in s.zscores]
+    names += [f"member: contexts ({c.levels} levels, run lengths)" for c in s.contexts]
+    names += ["member: range exceedance" for _ in s.ranges]
     return names
 
 
+def _without(group: str) -> Callable[[int], streaming.Detector]:
+    def make(n: int) -> streaming.Detector:
+        s = ensembles.EnsembleSettings()
+        groups = {"zscores": s.zscores, "contexts": s.contexts, "ranges": s.ranges}
+        groups[group] = ()
+        members = ensembles.EnsembleSettings(
+            zscores=groups["zscores"], contexts=groups["contexts"], ranges=groups["ranges"]
+        )
+        return ensembles.default(n, members)
+
+    return make
+
+
 DETECTORS: dict[str, Callable[[int], streaming.Detector]] = {
-    "kopilot ensemble (mean)": ensembles.default,
+    "kopilot ensemble": ensembles.default,
     "kopilot ensemble, max instead of mean": lambda n: ensembles.default(
         n, ensembles.EnsembleSettings(combine="max")
     ),
     **{name: _member(i) for i, name in enumerate(_describe())},
+    "ensemble without the range member": _without("ranges"),
+    "ensemble without the context member": _without("contexts"),
     "null": Null,
     "static threshold": zscores.StaticThreshold,
     "rolling z-score (raw)": zscores.RollingZScore,
     "context novelty (raw)": contexts.ContextNovelty,
+    "range exceedance (raw)": ranges.RangeExceedance,
     "rolling z-score + HTM likelihood": ZScoreLikelihood,
 }

@@ -12,6 +12,7 @@ from kopilot.health import (
     contexts,
     ensembles,
     likelihood,
+    ranges,
     streaming,
     suppression,
     zscores,
@@ -63,9 +64,10 @@ def test_missing_points_leave_the_state_unchanged_and_score_zero() -> None:
         lambda n: zscores.RollingZScore(n, smoothing=3),
         zscores.StaticThreshold,
         contexts.ContextNovelty,
+        ranges.RangeExceedance,
         ensembles.default,
     ],
-    ids=["zscore", "static", "contexts", "ensemble"],
+    ids=["zscore", "static", "contexts", "ranges", "ensemble"],
 )
 def test_streams_are_independent(make) -> None:
     x = noisy(700, 3, seed=5)
@@ -126,3 +128,19 @@ def test_ensemble_fires_on_a_level_shift_and_a_spike_not_on_the_cycle() -> None:
 def test_ensemble_needs_members_on_the_same_streams() -> None:
     with pytest.raises(ValueError, match="same streams"):
         ensembles.Ensemble([zscores.RollingZScore(2), zscores.RollingZScore(3)])
+
+
+def test_peak_filter_quiet_period_blocks_a_slow_rise_but_not_a_much_stronger_event() -> None:
+    f = suppression.PeakFilter(1, hold=1000, quiet=10, gamma=1.5)
+    rising = [1.0, 1.2, 1.4, 1.45, 3.0]
+    out = [float(f.update(np.array([s]))[0]) for s in rising]
+    assert out == [1.0, 0.0, 0.0, 0.0, 3.0]
+
+
+def test_range_exceedance_flags_only_values_beyond_the_range_seen() -> None:
+    r = ranges.RangeExceedance(1, learning=10)
+    x = np.r_[np.tile([0.0, 10.0], 25), 5.0, 12.0, -1.0]
+    out = np.array([r.surprise(np.array([v]))[0] for v in x])
+    assert np.all(out[:51] == 0.0)
+    assert out[51] == pytest.approx(10 * 2.0 / 10.0)
+    assert out[52] == pytest.approx(10 * 1.0 / 12.0)

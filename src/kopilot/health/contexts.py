@@ -32,6 +32,7 @@ class ContextNovelty:
         buckets: int = 1024,
         learning: int = 300,
         scale: float = 5.0,
+        max_run_bucket: int = 0,
     ) -> None:
         self._n = n_streams
         self._levels = levels
@@ -46,6 +47,9 @@ class ContextNovelty:
         self._smooth = np.zeros((len(scales), n_streams))
         self._count = np.zeros(n_streams, dtype=np.int64)
         self._rows = np.arange(n_streams)
+        self._max_run_bucket = max_run_bucket
+        self._last_level = np.full(n_streams, -1, dtype=np.int64)
+        self._run = np.zeros(n_streams)
 
     @property
     def streams(self) -> int:
@@ -73,6 +77,12 @@ class ContextNovelty:
         key = q_now * _PRIMES[0]
         for i in range(q_avg.shape[0]):
             key = key + (q_avg[i] + 1) * _PRIMES[1 + i % 4]
+        if self._max_run_bucket:
+            same = q_now == self._last_level
+            self._run = np.where(seen, np.where(same, self._run + 1, 0.0), self._run)
+            self._last_level = np.where(seen, q_now, self._last_level)
+            run_bucket = np.minimum(np.floor(np.log2(self._run + 1)), self._max_run_bucket)
+            key = key + (run_bucket.astype(np.int64) + 1) * 7919 * 104729
         bucket = (key % self._buckets).astype(np.int64)
         count = self._counts[self._rows, bucket].astype(np.float64)
         p = (count + 1.0) / (self._total + self._buckets)

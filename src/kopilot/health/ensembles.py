@@ -1,18 +1,22 @@
 """kopilot's streaming anomaly detector: calibrated members, combined, then quieted after firing.
 
-    value ──► member 1 (z-score) ──► calibrate ─┐
-          ──► member 2 (smoothed z) ► calibrate ─┼─► combine (mean) ─► peak filter ─► score
-          ──► member 3 (contexts) ──► calibrate ─┘
+    value ──► smoothed z-score ───► calibrate ─┐
+          ──► context novelty ────► calibrate ─┼─► weighted mean ─► peak filter ─► score
+          ──► range exceedance ───► calibrate ─┘
 
-- Each member turns the newest value into a raw surprise (`-log10` of a tail probability).
+- Each member turns the newest value into a raw surprise (`-log10` of a tail probability or an
+  exceedance): a z-score of the value smoothed over ~16 points against ~3000 points of history
+  (bursts, level shifts), a CAD-OSE-like novelty of the multi-scale context (a missing daily rise,
+  a flat stretch, a new level), and a value beyond the range the stream has ever shown (HTM's
+  "spatial anomaly").
 - `calibration.EmpiricalTail` turns each raw surprise into its rarity under that stream's own
   history of that member's scores, so members and streams share one scale.
-- The combination is the mean (`combine="mean"`) or the max (`combine="max"`) of the members'
-  calibrated surprises. On NAB the mean wins: two members agreeing that a point is rare is better
-  evidence than one member being very sure (the max adds every member's false alarms).
-- `suppression.PeakFilter` passes a score only when it beats the stream's recent peak, so a burst
-  yields one detection.
-- The output is mapped into [0, 1) by `s / (s + 5)`.
+- The combination is the weighted mean (`combine="mean"`) or the max of the calibrated
+  surprises. On NAB the mean wins: members agreeing that a point is rare is better evidence than
+  one member being very sure (the max adds every member's false alarms).
+- `suppression.PeakFilter` passes a score only when it beats the stream's recent peak, and stays
+  quiet for a while after a detection, so a burst yields one detection.
+- The output is mapped into [0, 1) by `s / (s + scale)`.
 
 Everything is vectorised across streams: one `update` scores one new point of every stream.
 """
@@ -20,12 +24,12 @@ Everything is vectorised across streams: one `update` scores one new point of ev
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 
-from kopilot.health import calibration, contexts, streaming, suppression, zscores
+from kopilot.health import calibration, contexts, ranges, streaming, suppression, zscores
 
 
 class SurpriseMember(Protocol):
@@ -39,30 +43,38 @@ class SurpriseMember(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ZScoreSettings:
-    window: int = 1000
-    smoothing: float = 1.0
+    window: int = 3000
+    smoothing: float = 16.0
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContextSettings:
-    levels: int = 8
+    levels: int = 12
     scales: tuple[int, ...] = (4, 32, 256)
     buckets: int = 1024
+    max_run_bucket: int = 8
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RangeSettings:
+    learning: int = 100
+    weight: float = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnsembleSettings:
     """One configuration for every stream; the defaults are the ones bench/nab.py reports."""
 
-    zscores: tuple[ZScoreSettings, ...] = (
-        ZScoreSettings(window=1000, smoothing=1.0),
-        ZScoreSettings(window=3000, smoothing=2.0),
-        ZScoreSettings(window=3000, smoothing=4.0),
-    )
-    contexts: tuple[ContextSettings, ...] = field(default_factory=lambda: (ContextSettings(),))
+    zscores: tuple[ZScoreSettings, ...] = (ZScoreSettings(),)
+    contexts: tuple[ContextSettings, ...] = (ContextSettings(),)
+    ranges: tuple[RangeSettings, ...] = (RangeSettings(),)
     combine: Literal["mean", "max"] = "mean"
-    calibration_half_life: float | None = 3000.0
-    hold: int = 600
+    calibration_half_life: float | None = None
+    hold: int = 300
+    quiet: int = 50
+    gamma: float = 1.5
     scale: float = 5.0
 
 
@@ -72,10 +84,25 @@ def members_for(n_streams: int, settings: EnsembleSettings) -> list[SurpriseMemb
         for z in settings.zscores
     ]
     members += [
-        contexts.ContextNovelty(n_streams, levels=c.levels, scales=c.scales, buckets=c.buckets)
+        contexts.ContextNovelty(
+            n_streams,
+            levels=c.levels,
+            scales=c.scales,
+            buckets=c.buckets,
+            max_run_bucket=c.max_run_bucket,
+        )
         for c in settings.contexts
     ]
+    members += [ranges.RangeExceedance(n_streams, learning=r.learning) for r in settings.ranges]
     return members
+
+
+def weights_for(settings: EnsembleSettings) -> list[float]:
+    return [
+        *(z.weight for z in settings.zscores),
+        *(c.weight for c in settings.contexts),
+        *(r.weight for r in settings.ranges),
+    ]
 
 
 class Ensemble:
@@ -85,13 +112,20 @@ class Ensemble:
         self,
         members: Sequence[SurpriseMember],
         *,
+        weights: Sequence[float] | None = None,
         combine: Literal["mean", "max"] = "mean",
-        calibration_half_life: float | None = 3000.0,
-        hold: int = 600,
+        calibration_half_life: float | None = None,
+        hold: int = 300,
+        quiet: int = 50,
+        gamma: float = 1.5,
         scale: float = 5.0,
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        w = np.ones(len(members)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(members),) or np.any(w <= 0):
+            raise ValueError(f"need one positive weight per member, got {list(w)}")
+        self._weights = (w / w.sum())[:, None]
         n = members[0].streams
         if any(m.streams != n for m in members):
             raise ValueError("all members of an ensemble must watch the same streams")
@@ -101,7 +135,7 @@ class Ensemble:
             calibration.EmpiricalTail(n, half_life=calibration_half_life) for _ in members
         ]
         self._combine = combine
-        self._filter = suppression.PeakFilter(n, hold=hold)
+        self._filter = suppression.PeakFilter(n, hold=hold, quiet=quiet, gamma=gamma)
         self._scale = scale
 
     @property
@@ -119,7 +153,10 @@ class Ensemble:
 
     def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
         each = self.calibrated(values)
-        combined = each.mean(axis=0) if self._combine == "mean" else each.max(axis=0)
+        if self._combine == "mean":
+            combined = (self._weights * each).sum(axis=0)
+        else:
+            combined = each.max(axis=0)
         passed = self._filter.update(combined)
         return passed / (passed + self._scale)
 
@@ -129,9 +166,12 @@ def default(n_streams: int, settings: EnsembleSettings | None = None) -> Ensembl
     s = settings or EnsembleSettings()
     return Ensemble(
         members_for(n_streams, s),
+        weights=weights_for(s),
         combine=s.combine,
         calibration_half_life=s.calibration_half_life,
         hold=s.hold,
+        quiet=s.quiet,
+        gamma=s.gamma,
         scale=s.scale,
     )
 
@@ -139,8 +179,16 @@ def default(n_streams: int, settings: EnsembleSettings | None = None) -> Ensembl
 class Single:
     """One member alone, with the same calibration and peak filter as the ensemble (for bench)."""
 
-    def __init__(self, member: SurpriseMember, *, hold: int = 600, scale: float = 5.0) -> None:
-        self._inner = Ensemble([member], hold=hold, scale=scale)
+    def __init__(self, member: SurpriseMember, settings: EnsembleSettings | None = None) -> None:
+        s = settings or EnsembleSettings()
+        self._inner = Ensemble(
+            [member],
+            calibration_half_life=s.calibration_half_life,
+            hold=s.hold,
+            quiet=s.quiet,
+            gamma=s.gamma,
+            scale=s.scale,
+        )
 
     @property
     def streams(self) -> int:

@@ -1,0 +1,215 @@
+"""The health policy: score every metric stream of the snapshot, turn findings into playbook actions.
+
+Streams come from `ClusterSnapshot.metrics`, keyed `<where>/<subject>/<metric>`, e.g.
+`pod/ml/detector-3/memory_mib`, `gpu/node-2/1/xid_per_min`, `node/node-4/errors_per_min`. Each
+cycle the newest value of every stream goes through one vectorised detector (`ensembles.default`);
+a stream whose score reaches the threshold becomes an `Anomaly`, classified by its metric, and the
+playbooks propose the remedy. Findings are data (`Finding`), kept in the policy's state, so a
+simulation can measure detection delay and false alarms.
+
+The detector keeps running statistics: that state is the policy's state object, passed in and
+returned each cycle like any other policy state (it is updated in place for speed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kopilot.health import ensembles, playbooks
+from kopilot.model import actions, cluster, decisions, series
+
+METRIC_KINDS: dict[str, playbooks.What] = {
+    "latency_ms": playbooks.What.LATENCY,
+    "errors_per_min": playbooks.What.ERRORS,
+    "memory_mib": playbooks.What.LEAK,
+    "temperature_c": playbooks.What.THERMAL,
+    "xid_per_min": playbooks.What.HARDWARE_ERROR,
+}
+"""What an anomaly on a metric means. A memory anomaly counts as a leak only if it looks like one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamKey:
+    where: playbooks.Where
+    subject: str
+    metric: str
+
+    @staticmethod
+    def parse(key: str) -> StreamKey:
+        where, rest = key.split("/", 1)
+        subject, metric = rest.rsplit("/", 1)
+        return StreamKey(where=playbooks.Where(where), subject=subject, metric=metric)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    key: str
+    at: float
+    score: float
+    what: str
+    detector: str
+    """ensemble (learned normal), shift (robust level shift), xid (hardware-error rule) or leak."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorSettings:
+    threshold: float = 0.5
+    """Ensemble score at which a stream is anomalous."""
+    shift_k: float = 10.0
+    """Robust z (median / MAD of the trailing window) at which a level shift counts..."""
+    shift_points: int = 2
+    """... when this many newest points all exceed it."""
+    shift_window: int = 60
+    xid_window_s: float = 600.0
+    xid_count: float = 3.0
+    """XID errors within the window that make a GPU suspect (NVIDIA treats XIDs as actionable)."""
+    leak_horizon_s: float = 2 * 3600.0
+    """A leak-like memory stream is flagged when its trend reaches the pod's memory request this soon."""
+    refire_s: float = 3600.0
+    """A stream that fired stays quiet this long (its remedy needs time to work)."""
+
+
+@dataclass(slots=True)
+class MonitorState:
+    keys: tuple[str, ...] = ()
+    detector: ensembles.Ensemble | None = None
+    findings: list[Finding] = field(default_factory=list)
+    fired: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Detect anomalies on every stream and propose the playbooks' remedies.
+
+    Four detectors vote independently: the learned-normal ensemble (what NAB scores), a robust
+    level-shift test, an XID-count rule for GPUs, and a leak test for memory (linear growth that
+    reaches the pod's memory request within the horizon). Each finding names its detector.
+    """
+
+    settings: MonitorSettings = field(default_factory=MonitorSettings)
+    playbook: playbooks.PlaybookSettings = field(default_factory=playbooks.PlaybookSettings)
+
+    @property
+    def name(self) -> str:
+        return "health"
+
+    def initial_state(self) -> MonitorState:
+        return MonitorState()
+
+    def decide(
+        self, snapshot: cluster.ClusterSnapshot, state: MonitorState, now: float
+    ) -> decisions.Decision[MonitorState]:
+        keys = tuple(sorted(snapshot.metrics))
+        if state.detector is None or keys != state.keys:
+            # A new set of streams: start a detector for it (streams keep stable names across
+            # restarts and moves, so this happens once in a steady cluster).
+            state = MonitorState(
+                keys=keys,
+                detector=ensembles.default(len(keys)),
+                findings=state.findings,
+                fired=state.fired,
+            )
+        assert state.detector is not None
+        values = np.array([_newest(snapshot.metrics[k], now) for k in keys], dtype=np.float64)
+        scores = state.detector.update(values)
+        proposed: list[actions.Action] = []
+        for i, key in enumerate(keys):
+            if now - state.fired.get(key, -math.inf) < self.settings.refire_s:
+                continue
+            s = snapshot.metrics[key]
+            hit = self._detect(key, s, float(scores[i]), snapshot)
+            if hit is None:
+                continue
+            detector, score = hit
+            anomaly = self._anomaly(key, score, now, s, detector)
+            state.fired[key] = now
+            state.findings.append(
+                Finding(key=key, at=now, score=score, what=str(anomaly.what), detector=detector)
+            )
+            proposed.extend(playbooks.propose(anomaly, snapshot, self.playbook))
+        return decisions.Decision(actions=_dedupe(proposed), state=state)
+
+    def _detect(
+        self, key: str, s: series.Series, score: float, snapshot: cluster.ClusterSnapshot
+    ) -> tuple[str, float] | None:
+        cfg = self.settings
+        metric = key.rsplit("/", 1)[1]
+        if metric == "xid_per_min" and len(s) > 1:
+            recent = s.values[s.times > s.times[-1] - cfg.xid_window_s]
+            step_min = float(np.median(np.diff(s.times))) / 60.0 if len(s) > 2 else 1.0
+            if float(np.nansum(recent)) * step_min >= cfg.xid_count:
+                return "xid", 0.95
+        if metric == "memory_mib" and self._leaking(key, s, snapshot):
+            return "leak", 0.9
+        if score >= cfg.threshold:
+            return "ensemble", score
+        z = _robust_z(s.values, cfg.shift_window, cfg.shift_points)
+        if z is not None and abs(z) >= cfg.shift_k:
+            return "shift", min(0.99, 0.6 + abs(z) / 100.0)
+        return None
+
+    def _leaking(self, key: str, s: series.Series, snapshot: cluster.ClusterSnapshot) -> bool:
+        if not playbooks.looks_like_leak(s):
+            return False
+        subject = StreamKey.parse(key).subject
+        pod = next((p for p in snapshot.pods if p.key == subject), None)
+        if pod is None or pod.request.memory_mib <= 0:
+            return False
+        per_hour = playbooks.growth_per_hour(s)
+        if per_hour <= 0:
+            return False
+        hours_left = (pod.request.memory_mib - float(s.values[-1])) / per_hour
+        return hours_left * 3600.0 <= self.settings.leak_horizon_s
+
+    def _anomaly(
+        self, key: str, score: float, now: float, s: series.Series, detector: str
+    ) -> playbooks.Anomaly:
+        k = StreamKey.parse(key)
+        what = METRIC_KINDS.get(k.metric, playbooks.What.OTHER)
+        if what is playbooks.What.LEAK and detector != "leak":
+            what = playbooks.What.OTHER
+        return playbooks.Anomaly(
+            where=k.where,
+            what=what,
+            subject=k.subject,
+            metric=k.metric,
+            score=score,
+            at=now,
+            series=s,
+        )
+
+
+def _robust_z(values: np.ndarray, window: int, points: int) -> float | None:
+    """The smallest robust z of the newest `points` values against the window before them."""
+    v = values[np.isfinite(values)]
+    if len(v) < window // 2 + points:
+        return None
+    base = v[-(window + points) : -points]
+    med = float(np.median(base))
+    mad = 1.4826 * float(np.median(np.abs(base - med)))
+    scale = max(mad, math.sqrt(abs(med)) * 0.5, 1e-9 + 0.5)
+    z = (v[-points:] - med) / scale
+    if np.all(z > 0) or np.all(z < 0):
+        return float(np.min(np.abs(z))) * (1.0 if z[0] > 0 else -1.0)
+    return None
+
+
+def _newest(s: series.Series, now: float) -> float:
+    if len(s) == 0 or s.times[-1] > now or not math.isfinite(float(s.values[-1])):
+        return math.nan
+    return float(s.values[-1])
+
+
+def _dedupe(acts: Sequence[actions.Action]) -> tuple[actions.Action, ...]:
+    """One action per (kind, target) per cycle: two streams of one node propose one cordon."""
+    seen: set[tuple[str, str]] = set()
+    out: list[actions.Action] = []
+    for a in acts:
+        if (a.kind, a.target) not in seen:
+            seen.add((a.kind, a.target))
+            out.append(a)
+    return tuple(out)
