@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from kubernetes import client as k8s_client
@@ -81,6 +83,72 @@ def test_kopilot_run_is_dry_by_default_then_acts_once(
         mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
         assert len(mine) == 2  # nothing left to do: nothing proposed, nothing repeated
         assert len(live.kopilot_events(api, ns, "KopilotScaled")) == 1
+
+
+def test_kopilot_run_serves_metrics_leads_and_releases_the_lease_on_sigterm(
+    api_client: k8s_client.ApiClient, control_plane: controlplane.ControlPlane, tmp_path: Path
+) -> None:
+    api = live.make_api(api_client)
+    with live.namespace(api) as ns:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kopilot.cli",
+                "run",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "--interval",
+                "1",
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                "0",
+                "--lease-namespace",
+                ns,
+                "--identity",
+                "kopilot-under-test",
+                "--namespace",
+                ns,
+                "--audit-log",
+                str(tmp_path / "audit.jsonl"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        try:
+            assert proc.stdout is not None
+            url = ""
+            for line in proc.stdout:
+                if line.startswith("metrics: "):
+                    url = line.split()[1].removesuffix("/metrics")
+                    break
+            assert url, "kopilot run did not print its metrics address"
+
+            def leading() -> str | None:
+                try:
+                    text = httpx.get(f"{url}/metrics", timeout=5).text
+                except httpx.HTTPError:
+                    return None
+                return text if "kopilot_leader 1.0" in text else None
+
+            metrics = live.wait_for("kopilot to lead and report it", leading, timeout=60)
+            assert 'kopilot_cycles_total{result="ok"}' in metrics
+            assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+            lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/kopilot"
+            assert (
+                api.get(lease_path, "read lease")["spec"]["holderIdentity"] == "kopilot-under-test"
+            )
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+            assert not api.get(lease_path, "read lease")["spec"].get("holderIdentity")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_bad_policy_file_is_a_clear_error(
