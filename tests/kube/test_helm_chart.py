@@ -8,7 +8,9 @@ ServiceAccount may and may not do.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,16 +65,16 @@ def test_rbac_switches_remove_their_rules(helm: Path) -> None:
         return {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
 
     default = verbs(render(helm, "ns"))
-    assert ("pods", "delete") not in default  # restarts are off by default
-    assert ("pods/binding", "create") in default
+    assert ("pods/binding", "create") not in default  # placing pods is off by default
+    assert ("pods/eviction", "create") in default
+    assert ("deployments/scale", "patch") in default
     narrowed = verbs(
-        render(
-            helm, "ns", "rbac.allowBind=false", "rbac.allowCordon=false", "rbac.allowRestart=true"
-        )
+        render(helm, "ns", "rbac.allowScale=false", "rbac.allowCordon=false", "rbac.allowBind=true")
     )
-    assert ("pods/binding", "create") not in narrowed
+    assert ("deployments/scale", "patch") not in narrowed
+    assert ("deployments", "patch") not in narrowed
     assert ("nodes", "patch") not in narrowed
-    assert ("pods", "delete") in narrowed
+    assert ("pods/binding", "create") in narrowed
     assert not by_kind(render(helm, "ns", "rbac.create=false"), "ClusterRole")
 
 
@@ -154,25 +156,28 @@ def test_chart_rbac_is_least_privilege(
 ) -> None:
     namespace, _ = installed
     sa = f"system:serviceaccount:{namespace}:kopilot-{namespace}"
+    scale = {"group": "apps", "resource": "deployments", "subresource": "scale"}
+    lease = {"group": "coordination.k8s.io", "resource": "leases"}
     allowed = [
         (None, {"verb": "watch", "resource": "nodes"}),
         ("ml", {"verb": "list", "resource": "pods"}),
-        ("ml", {"verb": "create", "resource": "pods", "subresource": "binding"}),
+        ("ml", {"verb": "patch", **scale}),
+        ("ml", {"verb": "patch", "group": "apps", "resource": "statefulsets"}),
         ("ml", {"verb": "create", "resource": "pods", "subresource": "eviction"}),
-        (
-            "ml",
-            {"verb": "patch", "group": "apps", "resource": "deployments", "subresource": "scale"},
-        ),
         (None, {"verb": "patch", "resource": "nodes"}),
         ("ml", {"verb": "create", "resource": "events"}),
-        (namespace, {"verb": "update", "group": "coordination.k8s.io", "resource": "leases"}),
+        (namespace, {"verb": "create", **lease}),
+        (namespace, {"verb": "update", "name": "kopilot", **lease}),
     ]
     denied = [
         ("ml", {"verb": "get", "resource": "secrets"}),
-        ("ml", {"verb": "delete", "resource": "pods"}),  # restarts are off by default
+        ("ml", {"verb": "delete", "resource": "pods"}),
+        ("ml", {"verb": "create", "resource": "pods", "subresource": "binding"}),  # off by default
         (None, {"verb": "delete", "resource": "nodes"}),
-        ("ml", {"verb": "update", "group": "apps", "resource": "deployments"}),
-        ("ml", {"verb": "update", "group": "coordination.k8s.io", "resource": "leases"}),
+        ("ml", {"verb": "update", **scale}),
+        ("ml", {"verb": "delete", "group": "apps", "resource": "deployments"}),
+        (namespace, {"verb": "update", "name": "someone-elses", **lease}),
+        ("ml", {"verb": "update", "name": "kopilot", **lease}),
         (
             None,
             {"verb": "create", "group": "rbac.authorization.k8s.io", "resource": "clusterroles"},
@@ -180,3 +185,87 @@ def test_chart_rbac_is_least_privilege(
     ]
     assert [a for ns, a in allowed if not can(api_client, sa, ns, **a)] == []
     assert [a for ns, a in denied if can(api_client, sa, ns, **a)] == []
+
+
+def test_kopilot_acts_with_only_the_charts_service_account(
+    helm: Path,
+    api_client: client.ApiClient,
+    control_plane: controlplane.ControlPlane,
+    installed: tuple[str, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """The chart's own command line, run for one acting cycle with the chart's ServiceAccount's
+    token: everything `kopilot run` needs is granted (a 403 would fail the cycle's action)."""
+    namespace, docs = installed
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    ml = f"ml-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ml)))
+    try:
+        # Wants 2 replicas (min-replicas) but has 1: kopilot's reactive rule scales it.
+        annotations = {
+            "kopilot.io/managed": "true",
+            "kopilot.io/capacity-rps": "10",
+            "kopilot.io/min-replicas": "2",
+        }
+        labels = {"app": "detector"}
+        container = client.V1Container(name="model", image="registry.invalid/detector:test")
+        apps.create_namespaced_deployment(
+            ml,
+            client.V1Deployment(
+                metadata=client.V1ObjectMeta(name="detector", annotations=annotations),
+                spec=client.V1DeploymentSpec(
+                    replicas=1,
+                    selector=client.V1LabelSelector(match_labels=labels),
+                    template=client.V1PodTemplateSpec(
+                        metadata=client.V1ObjectMeta(labels=labels),
+                        spec=client.V1PodSpec(containers=[container]),
+                    ),
+                ),
+            ),
+        )
+        account = f"kopilot-{namespace}"
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+        )
+        token = core.create_namespaced_service_account_token(account, namespace, request)
+        kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
+        kubeconfig["users"][0]["user"] = {"token": token.status.token}
+        (tmp_path / "sa.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        (configmap,) = by_kind(docs, "ConfigMap")
+        (tmp_path / "policy.yaml").write_text(configmap["data"]["policy.yaml"])
+
+        (deployment,) = by_kind(render(helm, namespace, f"namespaces={{{ml}}}"), "Deployment")
+        local = {  # the pod's paths and port, moved onto this machine
+            "/etc/kopilot/policy.yaml": str(tmp_path / "policy.yaml"),
+            "/var/lib/kopilot/audit.jsonl": str(tmp_path / "audit.jsonl"),
+            "--metrics-port=9102": "--metrics-port=-1",
+            "$(POD_NAME)": "chart-test",
+        }
+
+        def moved(arg: str) -> str:
+            for pod_value, here in local.items():
+                arg = arg.replace(pod_value, here)
+            return arg
+
+        args = [moved(a) for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]]
+        assert f"--namespace={ml}" in args and "--leader-elect" in args
+        argv = [sys.executable, "-m", "kopilot.cli", *args, "--once", "--no-dry-run"]
+        argv.append(f"--kubeconfig={tmp_path / 'sa.kubeconfig'}")
+        run = subprocess.run(
+            argv,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200", "KUBECONFIG": os.devnull},
+        )
+        output = run.stdout + run.stderr
+        assert run.returncode == 0, output
+        assert "failed" not in output.lower(), output
+        scaled = apps.read_namespaced_deployment("detector", ml)
+        assert scaled.spec.replicas == 2, output
+        assert scaled.metadata.annotations.get("kopilot.io/last-action"), "no trail annotation"
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease("kopilot", namespace)
+        assert lease.metadata.name == "kopilot"
+    finally:
+        core.delete_namespace(ml)
