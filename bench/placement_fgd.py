@@ -238,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     results[variant][policy].append(run)
                     progress.advance(task)
+                if args.out:
+                    save(args.out, results)  # after every seed: a long run is never all lost
             report(progress.console, variant, results[variant], args.seeds)
             if args.out:
                 save(args.out, results)
