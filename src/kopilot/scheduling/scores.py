@@ -118,7 +118,7 @@ class GpuPacking:
 @dataclass(frozen=True, slots=True)
 class GpuClustering:
     """Keep pods with the same GPU request together: prefer nodes already running pods that ask
-    the same per-GPU milli, then nodes running no GPU pod, then the rest."""
+    the same per-GPU milli, then nodes running other GPU pods, then idle nodes."""
 
     name: str = "GpuClustering"
 
@@ -136,7 +136,7 @@ class GpuClustering:
         for counts in cluster.pods_by_milli.values():
             any_pods += counts
         same = cluster.pods_by_milli.get(demand.per_gpu_milli)
-        tier = np.where(any_pods == 0, 1.0, 0.0)
+        tier = np.where(any_pods > 0, 1.0, 0.0)
         if same is not None:
             tier = np.where(same > 0, 2.0, tier)
         return tier
