@@ -289,14 +289,17 @@ class Extender:
 
     # ---- verbs ---------------------------------------------------------------------------
 
-    def _evaluate(self, args: extender_types.ExtenderArgs) -> _Verdicts:
+    def _evaluate(self, args: extender_types.ExtenderArgs, *, refresh: bool = True) -> _Verdicts:
         """Filter and score the request's nodes; memoised, because kube-scheduler asks
         prioritize about the nodes filter just passed, for the same pod and state."""
         demand = demand_from(args.pod)
         with_objects = args.nodes is not None and args.nodes.items is not None
         if with_objects:
             assert args.nodes is not None and args.nodes.items is not None
-            self._learn(args.nodes.items)
+            if refresh:
+                self._learn(args.nodes.items)
+            else:  # prioritize follows filter, which has just refreshed these nodes
+                self._learn([n for n in args.nodes.items if n.metadata.name not in self.nodes])
         names = (
             [n.metadata.name for n in args.nodes.items]
             if with_objects and args.nodes is not None and args.nodes.items is not None
@@ -373,7 +376,7 @@ class Extender:
 
     def prioritize(self, args: extender_types.ExtenderArgs) -> list[extender_types.HostPriority]:
         with self.lock:
-            _, _, _, scores, with_objects = self._evaluate(args)
+            _, _, _, scores, with_objects = self._evaluate(args, refresh=False)
         names = (
             [n.metadata.name for n in (args.nodes.items or [])]
             if with_objects and args.nodes is not None
