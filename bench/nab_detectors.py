@@ -56,7 +56,7 @@ def _member(index: int) -> Callable[[int], streaming.Detector]:
 
 def _describe() -> list[str]:
     s = ensembles.EnsembleSettings()
-    names = [f"member: z-score (smoothing {z.smoothing:g}, window {z.window})" for z in s.zscores]
+    names = [f"member: z-score (smoothing {z.smoothing:g} window {z.window})" for z in s.zscores]
     names += [f"member: contexts ({c.levels} levels, run lengths)" for c in s.contexts]
     names += ["member: range exceedance" for _ in s.ranges]
     return names
@@ -77,7 +77,7 @@ def _without(group: str) -> Callable[[int], streaming.Detector]:
 
 DETECTORS: dict[str, Callable[[int], streaming.Detector]] = {
     "kopilot ensemble": ensembles.default,
-    "kopilot ensemble, max instead of mean": lambda n: ensembles.default(
+    "kopilot ensemble (max instead of mean)": lambda n: ensembles.default(
         n, ensembles.EnsembleSettings(combine="max")
     ),
     **{name: _member(i) for i, name in enumerate(_describe())},
