@@ -144,3 +144,15 @@ def test_range_exceedance_flags_only_values_beyond_the_range_seen() -> None:
     assert np.all(out[:51] == 0.0)
     assert out[51] == pytest.approx(10 * 2.0 / 10.0)
     assert out[52] == pytest.approx(10 * 1.0 / 12.0)
+
+
+def test_ensemble_treats_infinite_samples_as_missing() -> None:
+    x = noisy(600, 1)
+    broken = x.copy()
+    broken[400, 0] = np.inf
+    gap = x.copy()
+    gap[400, 0] = np.nan
+    out_broken = streaming.run(ensembles.default(1), broken)
+    out_gap = streaming.run(ensembles.default(1), gap)
+    np.testing.assert_array_equal(out_broken, out_gap)
+    assert out_broken[400, 0] == 0.0

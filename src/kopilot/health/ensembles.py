@@ -152,6 +152,8 @@ class Ensemble:
         )
 
     def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
+        # An infinite or NaN sample (a broken exporter) counts as a missing point, not an anomaly.
+        values = np.where(np.isfinite(values), values, np.nan)
         each = self.calibrated(values)
         if self._combine == "mean":
             combined = (self._weights * each).sum(axis=0)
