@@ -156,3 +156,10 @@ def test_ensemble_treats_infinite_samples_as_missing() -> None:
     out_gap = streaming.run(ensembles.default(1), gap)
     np.testing.assert_array_equal(out_broken, out_gap)
     assert out_broken[400, 0] == 0.0
+
+
+def test_scores_map_back_to_likelihoods() -> None:
+    p = np.array([0.5, 1e-3, 1e-5, 1e-12])
+    scores = streaming.surprise_score(np.log10(p))
+    np.testing.assert_allclose(streaming.likelihood(scores), 1.0 - p, rtol=1e-9)
+    assert scores[2] == pytest.approx(0.5)

@@ -70,3 +70,12 @@ def surprise_score(log10_p: FloatArray, scale: float = 5.0) -> FloatArray:
     """
     surprise = np.maximum(-log10_p, 0.0)
     return surprise / (surprise + scale)
+
+
+def likelihood(score: FloatArray, scale: float = 5.0) -> FloatArray:
+    """Invert `surprise_score`: the anomaly likelihood `1 - p` behind a score in [0, 1).
+
+    A score of 0.5 (scale 5) is surprise 5, p = 1e-5, likelihood 0.99999.
+    """
+    s = np.clip(score, 0.0, 1.0 - 1e-12)
+    return 1.0 - 10.0 ** (-scale * s / (1.0 - s))
