@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nab_corpus
 import nab_detectors
 from kopilot.health import nab_scoring, streaming
+from kopilot.model import errors
 
 SHARED = Path("/work/shared/data")
 DEV_DATA = SHARED / "nab-dev" / "data"
@@ -135,7 +136,10 @@ def main() -> None:
     if args.data or args.labels:
         if not (args.data and args.labels):
             parser.error("--data and --labels go together")
-        corpus = nab_corpus.load(args.data, args.labels)
+        try:
+            corpus = nab_corpus.load(args.data, args.labels)
+        except errors.InvalidInputError as e:
+            parser.exit(2, f"error: {e}\n")
         runs = [(f"NAB score on {args.data} ({len(corpus.series)} series)", corpus)]
     else:
         dev = nab_corpus.load(DEV_DATA, DEV_LABELS)
