@@ -31,6 +31,15 @@ def simulate(
     no_cluster: bool = typer.Option(
         False, "--no-cluster", help="Skip the GPU cluster fill (the scheduling half)."
     ),
+    with_faults: bool = typer.Option(
+        False,
+        "--faults",
+        help=(
+            "Also run the fault twin: inject a memory leak, a GPU with rising XID errors, a node "
+            "going bad and a latency regression, and report detection delay, false alarms and what "
+            "the governed remediation saved (observe-only vs remediate, same seed). Adds a minute or two."
+        ),
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run the embedded digital twin and compare policies side by side.
@@ -52,10 +61,11 @@ def simulate(
         TimeElapsedColumn,
     )
 
+    from kopilot.governance import audit as audit_log
     from kopilot.kits import randomness
     from kopilot.model import errors
     from kopilot.report import simulation as report
-    from kopilot.sim import clusters, runs, scenarios
+    from kopilot.sim import clusters, faults, runs, scenarios
     from kopilot.traces import openb
 
     console = Console(stderr=False)
@@ -108,13 +118,37 @@ def simulate(
         if cluster_inputs is not None and sc.cluster is not None:
             nodes, pods = cluster_inputs
             for name in sc.cluster.policies:
-                placer = clusters.PLACERS[name](nodes)
+                placer = clusters.PLACERS[name](nodes, pods, randomness.rng(sc.seed, "placement"))
                 rng = randomness.rng(sc.seed, "cluster-arrivals")
                 cluster_results.append(clusters.fill(nodes, pods, placer, rng, progress=progress))
+
+        fault_runs = None
+        if with_faults:
+            plan = faults.FaultPlan()
+            load = faults.load_curve(inputs.demand, plan.hours)
+            observe, remediate = (
+                faults.run(
+                    load,
+                    plan,
+                    lambda: randomness.rng(sc.seed, "faults"),
+                    remediate=rem,
+                    audit_path=audit_log.AuditLog(
+                        out / f"audit-faults-{'remediate' if rem else 'observe'}.jsonl", fresh=True
+                    ),
+                    progress=progress,
+                )
+                for rem in (False, True)
+            )
+            fault_runs = (observe, remediate)
 
     console.print(report.serving_table(serving_results))
     if cluster_results:
         console.print(report.cluster_table(cluster_results))
+    if fault_runs is not None:
+        console.print(report.fault_table(*fault_runs))
+        console.print(report.impact_table(*fault_runs))
     page = out / "report.html"
-    page.write_text(report.render_html(sc, serving_results, cluster_results), encoding="utf-8")
+    page.write_text(
+        report.render_html(sc, serving_results, cluster_results, fault_runs), encoding="utf-8"
+    )
     console.print(f"report: {page}   audit logs: {out}/audit-*.jsonl")

@@ -32,13 +32,16 @@ def record_of(verdict: verdicts.Verdict, seq: int) -> dict[str, Any]:
 class AuditLog:
     """Appends verdicts to a JSONL file (or keeps them in memory when `path` is None)."""
 
-    def __init__(self, path: Path | None, *, fsync: bool = False) -> None:
+    def __init__(self, path: Path | None, *, fsync: bool = False, fresh: bool = False) -> None:
+        """`fresh=True` starts a new log (a simulation run); otherwise an existing log is continued."""
         self.path = path
         self._fsync = fsync
         self._seq = 0
         self.records: list[dict[str, Any]] = []
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if fresh and path.exists():
+                path.unlink()
             self._seq = sum(1 for _ in read(path)) if path.exists() else 0
 
     def append(self, verdict: verdicts.Verdict) -> dict[str, Any]:

@@ -14,6 +14,7 @@ returned each cycle like any other policy state (it is updated in place for spee
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,6 +72,11 @@ class MonitorSettings:
     """A leak-like memory stream is flagged when its trend reaches the pod's memory request this soon."""
     refire_s: float = 3600.0
     """A stream that fired stays quiet this long (its remedy needs time to work)."""
+    corroborate_k: float = 3.0
+    """An ensemble finding also needs the newest points this far (robust z) from the recent level,
+    so a value equal to its own recent history is never called anomalous."""
+    probation: int = 720
+    """Points the ensemble learns from before its scores count (NAB's probationary period idea)."""
 
 
 @dataclass(slots=True)
@@ -79,6 +85,8 @@ class MonitorState:
     detector: ensembles.Ensemble | None = None
     findings: list[Finding] = field(default_factory=list)
     fired: dict[str, float] = field(default_factory=dict)
+    seen: int = 0
+    """Points the ensemble has learned from; its scores count only after the probation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +122,24 @@ class HealthPolicy:
                 fired=state.fired,
             )
         assert state.detector is not None
+        cfg = self.settings
         values = np.array([_newest(snapshot.metrics[k], now) for k in keys], dtype=np.float64)
         scores = state.detector.update(values)
+        state.seen += 1
+        if state.seen <= cfg.probation:
+            scores = np.zeros_like(scores)
+        shifts = _robust_z(
+            [snapshot.metrics[k].values for k in keys],
+            np.array([k.endswith("_per_min") for k in keys]),
+            cfg.shift_window,
+            cfg.shift_points,
+        )
         proposed: list[actions.Action] = []
         for i, key in enumerate(keys):
-            if now - state.fired.get(key, -math.inf) < self.settings.refire_s:
+            if now - state.fired.get(key, -math.inf) < cfg.refire_s:
                 continue
             s = snapshot.metrics[key]
-            hit = self._detect(key, s, float(scores[i]), snapshot)
+            hit = self._detect(key, s, float(scores[i]), float(shifts[i]), snapshot)
             if hit is None:
                 continue
             detector, score = hit
@@ -134,7 +152,12 @@ class HealthPolicy:
         return decisions.Decision(actions=_dedupe(proposed), state=state)
 
     def _detect(
-        self, key: str, s: series.Series, score: float, snapshot: cluster.ClusterSnapshot
+        self,
+        key: str,
+        s: series.Series,
+        score: float,
+        shift: float,
+        snapshot: cluster.ClusterSnapshot,
     ) -> tuple[str, float] | None:
         cfg = self.settings
         metric = key.rsplit("/", 1)[1]
@@ -145,11 +168,10 @@ class HealthPolicy:
                 return "xid", 0.95
         if metric == "memory_mib" and self._leaking(key, s, snapshot):
             return "leak", 0.9
-        if score >= cfg.threshold:
+        if score >= cfg.threshold and abs(shift) >= cfg.corroborate_k:
             return "ensemble", score
-        z = _robust_z(s.values, cfg.shift_window, cfg.shift_points)
-        if z is not None and abs(z) >= cfg.shift_k:
-            return "shift", min(0.99, 0.6 + abs(z) / 100.0)
+        if abs(shift) >= cfg.shift_k:
+            return "shift", min(0.99, 0.6 + abs(shift) / 100.0)
         return None
 
     def _leaking(self, key: str, s: series.Series, snapshot: cluster.ClusterSnapshot) -> bool:
@@ -183,19 +205,33 @@ class HealthPolicy:
         )
 
 
-def _robust_z(values: np.ndarray, window: int, points: int) -> float | None:
-    """The smallest robust z of the newest `points` values against the window before them."""
-    v = values[np.isfinite(values)]
-    if len(v) < window // 2 + points:
-        return None
-    base = v[-(window + points) : -points]
-    med = float(np.median(base))
-    mad = 1.4826 * float(np.median(np.abs(base - med)))
-    scale = max(mad, math.sqrt(abs(med)) * 0.5, 1e-9 + 0.5)
-    z = (v[-points:] - med) / scale
-    if np.all(z > 0) or np.all(z < 0):
-        return float(np.min(np.abs(z))) * (1.0 if z[0] > 0 else -1.0)
-    return None
+def _robust_z(
+    streams: Sequence[np.ndarray], counts: np.ndarray, window: int, points: int
+) -> np.ndarray:
+    """Per stream: the smallest robust z of its newest `points` values against the window before.
+
+    0 where the newest points disagree in sign or the history is too short. The scale is the
+    MAD (x 1.4826); for count streams (`*_per_min`) at least half the Poisson spread sqrt(median),
+    and never below 0.5, so a quiet stream's single blip is not a shift.
+    """
+    width = window + points
+    m = np.full((len(streams), width), np.nan)
+    for i, v in enumerate(streams):
+        tail = v[-width:]
+        m[i, width - len(tail) :] = tail
+    base, new = m[:, :window], m[:, window:]
+    enough = np.sum(np.isfinite(base), axis=1) >= window // 2
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: handled by `enough`
+        med = np.nanmedian(np.where(enough[:, None], base, 0.0), axis=1)
+        mad = 1.4826 * np.nanmedian(np.abs(base - med[:, None]), axis=1)
+    floor = np.where(counts, 0.5 * np.sqrt(np.abs(med)), 0.0)
+    scale = np.maximum(np.maximum(np.nan_to_num(mad), floor), 0.5)
+    z = (new - med[:, None]) / scale[:, None]
+    same_sign = np.all(z > 0, axis=1) | np.all(z < 0, axis=1)
+    smallest = np.min(np.abs(z), axis=1) * np.sign(z[:, 0])
+    ok = enough & same_sign & np.all(np.isfinite(new), axis=1)
+    return np.where(ok, smallest, 0.0)
 
 
 def _newest(s: series.Series, now: float) -> float:

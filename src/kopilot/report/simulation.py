@@ -9,7 +9,7 @@ import numpy as np
 from rich.table import Table
 
 from kopilot.report import plots
-from kopilot.sim import clusters, runs, scenarios
+from kopilot.sim import clusters, faults, runs, scenarios
 
 
 def serving_table(results: Sequence[runs.ServingResult]) -> Table:
@@ -128,6 +128,7 @@ def render_html(
     scenario: scenarios.Scenario,
     serving_results: Sequence[runs.ServingResult],
     cluster_results: Sequence[clusters.ClusterResult],
+    fault_runs: tuple[faults.FaultRun, faults.FaultRun] | None = None,
 ) -> str:
     """A self-contained page (inline SVG, no external assets)."""
     parts = [
@@ -187,5 +188,128 @@ def render_html(
         )
         parts.append(_html_table(CLUSTER_HEADERS, [_cluster_row(r) for r in cluster_results]))
         parts.append(_cluster_plot(cluster_results))
+    if fault_runs is not None:
+        parts.append(faults_html(*fault_runs))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _minutes(x: float | None) -> str:
+    return "not detected" if x is None else f"{x:.1f} min"
+
+
+def fault_table(observe: faults.FaultRun, remediate: faults.FaultRun) -> Table:
+    table = Table(title="Injected faults: detection and remediation", title_justify="left")
+    for col in ("fault", "detected after", "first remedy (governed)", "remedy after"):
+        table.add_column(col)
+    for o in remediate.outcomes:
+        after = None if o.remedied_at is None else (o.remedied_at - o.onset) / 60.0
+        table.add_row(
+            o.fault,
+            _minutes(o.delay_min),
+            o.remedy.split(" (")[0],
+            _minutes(after) if after is not None else "-",
+        )
+    return table
+
+
+def impact_table(observe: faults.FaultRun, remediate: faults.FaultRun) -> Table:
+    table = Table(title="What the remediation saved (same seed, same faults)", title_justify="left")
+    for col in (
+        "run",
+        "OOM-kills",
+        "failed requests",
+        "pod-min on broken HW",
+        "false alarms",
+        "actions",
+        "refused",
+    ):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for name, r in (("observe only (dry-run)", observe), ("remediate", remediate)):
+        table.add_row(
+            name,
+            str(r.impact.oom_kills),
+            f"{r.impact.failed_requests:.0f}",
+            f"{r.impact.pod_minutes_on_broken_hardware:.0f}",
+            str(r.false_alarms),
+            str(r.approved),
+            str(r.refused),
+        )
+    return table
+
+
+def _fault_plot(observe: faults.FaultRun, remediate: faults.FaultRun) -> str:
+    outs = remediate.outcomes
+    with plots.figure(height=2.2, rows=len(outs)) as (fig, axes):
+        for ax, o in zip(axes, outs, strict=True):
+            lo = o.onset - 3 * 3600
+            hi = o.onset + 4 * 3600
+            for run, style in ((observe, ":"), (remediate, "-")):
+                m = (run.times >= lo) & (run.times <= hi)
+                label = "remediate" if run.remediating else "observe only"
+                ax.plot(
+                    (run.times[m] - o.onset) / 3600.0,
+                    run.history[o.stream][m],
+                    style,
+                    lw=1,
+                    label=label,
+                )
+            ax.axvline(0.0, color="grey", lw=0.8, label="fault starts")
+            if o.detected_at is not None:
+                ax.axvline(
+                    (o.detected_at - o.onset) / 3600.0, color="crimson", lw=1, label="detected"
+                )
+            ax.set_title(f"{o.fault}: {o.stream}", loc="left")
+            ax.legend(loc="upper left", fontsize=6)
+        axes[-1].set_xlabel("hours from the fault's start")
+        return plots.to_svg(fig)
+
+
+def faults_html(observe: faults.FaultRun, remediate: faults.FaultRun) -> str:
+    rows = []
+    for o in remediate.outcomes:
+        after = None if o.remedied_at is None else (o.remedied_at - o.onset) / 60.0
+        rows.append(
+            [
+                o.fault,
+                _minutes(o.delay_min),
+                o.remedy,
+                _minutes(after) if after is not None else "-",
+            ]
+        )
+    impact = [
+        [
+            name,
+            str(r.impact.oom_kills),
+            f"{r.impact.failed_requests:.0f}",
+            f"{r.impact.pod_minutes_on_broken_hardware:.0f}",
+            str(r.false_alarms),
+            str(r.approved),
+            str(r.refused),
+        ]
+        for name, r in (("observe only (dry-run)", observe), ("remediate", remediate))
+    ]
+    return "\n".join(
+        [
+            "<h2>Injected faults</h2>",
+            "<p>Twelve replicas on six GPU nodes; after a day of normal metrics, four faults are "
+            "injected. The same seed runs once observing only and once remediating through the "
+            "governor.</p>",
+            _html_table(
+                ["fault", "detected after", "first remedy (governed)", "remedy after"], rows
+            ),
+            _html_table(
+                [
+                    "run",
+                    "OOM-kills",
+                    "failed requests",
+                    "pod-min on broken HW",
+                    "false alarms",
+                    "actions",
+                    "refused",
+                ],
+                impact,
+            ),
+            _fault_plot(observe, remediate),
+        ]
+    )

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from kopilot.model import cluster, resources
+from kopilot.scheduling import placers, profiles
 from kopilot.traces import openb
 
 
@@ -120,37 +121,32 @@ class KubeDefaultPlacer:
         return flat[flat >= 0]
 
 
-class BestFitPlacer(KubeDefaultPlacer):
-    """Best-fit on GPUs: the node (and GPU) left with the least free GPU capacity after placing.
-
-    A packing heuristic that keeps whole GPUs free for whole-GPU pods.
-    """
-
-    @property
-    def name(self) -> str:
-        return "best-fit"
-
-    def score(self, pod: cluster.Pod, ok: np.ndarray) -> np.ndarray:
-        req = pod.request
-        free_gpu = np.where(self.gpu_free > 0, self.gpu_free, 0).sum(axis=1)
-        after = free_gpu - 1000 * req.gpus - req.gpu_milli
-        cpu_after = (self.cpu_free - req.cpu_milli) / self.cpu_cap
-        return np.where(ok, -after - cpu_after, -np.inf)
-
-    def choose_gpus(self, node: int, pod: cluster.Pod) -> tuple[tuple[int, ...], int]:
-        req = pod.request
-        if req.gpu_milli:
-            row = self.gpu_free[node]
-            fits = np.flatnonzero(row >= req.gpu_milli)
-            best = fits[np.argmin(row[fits])]
-            return (int(best),), req.gpu_milli
-        return super().choose_gpus(node, pod)
+PlacerFactory = Callable[[Sequence[cluster.Node], Sequence[openb.TracePod], random.Random], Placer]
 
 
-PLACERS: dict[str, Callable[[Sequence[cluster.Node]], Placer]] = {
-    "kube-default": KubeDefaultPlacer,
-    "best-fit": BestFitPlacer,
+def _kube_default(
+    nodes: Sequence[cluster.Node], pods: Sequence[openb.TracePod], rng: random.Random
+) -> Placer:
+    return KubeDefaultPlacer(nodes)
+
+
+def _profile(name: str) -> PlacerFactory:
+    def make(
+        nodes: Sequence[cluster.Node], pods: Sequence[openb.TracePod], rng: random.Random
+    ) -> Placer:
+        # The FGD study gives FGD the trace's pod popularity as its target workload; kopilot's
+        # profile gets the same, so the comparison is fair.
+        workload = profiles.workload_of(tp.pod for tp in pods)
+        return placers.ProfilePlacer(nodes, name, workload=workload, rng=rng)
+
+    return make
+
+
+PLACERS: dict[str, PlacerFactory] = {
+    "kube-default": _kube_default,
+    **{name: _profile(name) for name in profiles.NAMES},
 }
+"""Placement policies by name: the stock kube-scheduler, the FGD study's baselines, FGD, kopilot."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

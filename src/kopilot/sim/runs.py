@@ -108,9 +108,7 @@ def run_serving(
         cooldown_s={},
     )
     gov = governor.Governor(rails)
-    if audit_path is not None and audit_path.exists():
-        audit_path.unlink()
-    log = audit.AuditLog(audit_path)
+    log = audit.AuditLog(audit_path, fresh=True)
     slot = cycles.PolicySlot(scaling_policy(policy_name))
     ticks = np.arange(world.start, world.end + 1e-9, scenario.tick_s)
     samples = np.zeros((len(ticks), 4))

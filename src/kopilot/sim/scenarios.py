@@ -65,7 +65,7 @@ class GuardrailSpec(_Strict):
 class ClusterScenario(_Strict):
     nodes_trace: str = "openb_node_list_gpu_node.csv"
     pods_trace: str = "openb_pod_list_default.csv"
-    policies: tuple[str, ...] = ("kube-default", "best-fit")
+    policies: tuple[str, ...] = ("kube-default", "bestfit", "fgd", "kopilot")
 
 
 class PriceSpec(_Strict):
