@@ -49,7 +49,7 @@ class Job:
     max_days: float | None
     seed: int
     quantile: float
-    headroom: float | None
+    headrooms: tuple[float | None, ...]
 
 
 def _load(job: Job) -> tuple[np.ndarray, np.ndarray, float]:
@@ -73,14 +73,22 @@ def _load(job: Job) -> tuple[np.ndarray, np.ndarray, float]:
     return t, v, step
 
 
-def _policies(quantile: float, headroom: float | None) -> list[Any]:
+def kopilot_name(i: int, headroom: float | None) -> str:
+    return "kopilot" if i == 0 else f"kopilot-h{headroom}"
+
+
+def _policies(quantile: float, headrooms: tuple[float | None, ...]) -> list[Any]:
     from kopilot.scaling import hpa, kpa, planning
     from kopilot.scaling.keda import behaviour
 
     hpa_settings = hpa.HpaSettings(target_utilization=BASELINE_UTILIZATION)
     return [
-        planning.ForecastPolicy(
-            settings=planning.PlanSettings(quantile=quantile, headroom=headroom)
+        *(
+            planning.ForecastPolicy(
+                settings=planning.PlanSettings(quantile=quantile, headroom=h),
+                name=kopilot_name(i, h),
+            )
+            for i, h in enumerate(headrooms)
         ),
         hpa.HpaPolicy(settings=hpa_settings),
         behaviour.KedaPolicy(settings=behaviour.KedaSettings(hpa=hpa_settings)),
@@ -135,7 +143,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "actions": orc.starts,
         "seconds": 0.0,
     }
-    for policy in _policies(job.quantile, job.headroom):
+    for policy in _policies(job.quantile, job.headrooms):
         world = serving.ServingWorld(
             spec,
             trace,
@@ -181,17 +189,19 @@ SERIES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def jobs(max_days: float | None, seed: int, quantile: float, headroom: float | None) -> list[Job]:
+def jobs(
+    max_days: float | None, seed: int, quantile: float, headrooms: tuple[float | None, ...]
+) -> list[Job]:
     return [
-        Job(name, loader, str(DATA / rel), max_days, seed, quantile, headroom)
+        Job(name, loader, str(DATA / rel), max_days, seed, quantile, headrooms)
         for name, loader, rel in SERIES
     ]
 
 
-def verdict(row: dict[str, Any]) -> tuple[bool, bool]:
-    """(beats the baselines, meets the target) for one series."""
+def verdict(row: dict[str, Any], name: str = "kopilot") -> tuple[bool, bool]:
+    """(beats the baselines, meets the target) for one series and one kopilot configuration."""
     p = row["policies"]
-    k = p["kopilot"]
+    k = p[name]
     base = [p[b] for b in ("hpa", "keda", "kpa")]
     beats = all(k["unserved_pct"] < b["unserved_pct"] for b in base) and k["replica_hours"] <= min(
         b["replica_hours"] for b in base
@@ -214,19 +224,19 @@ def main() -> None:
     parser.add_argument(
         "--headroom",
         type=float,
-        default=0.10,
-        help="kopilot's spare-capacity budget for choosing its quantile (negative: fixed quantile)",
+        action="append",
+        help="kopilot's spare-capacity budget for choosing its quantile (negative: fixed "
+        "quantile); repeat to run more kopilot configurations side by side (default: 0.4 and 0.8)",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
-    if args.headroom is not None and args.headroom < 0:
-        args.headroom = None
+    headrooms = tuple(None if h < 0 else h for h in (args.headroom or [0.4, 0.8]))
     todo = [
         j
-        for j in jobs(args.max_days, args.seed, args.quantile, args.headroom)
+        for j in jobs(args.max_days, args.seed, args.quantile, headrooms)
         if not args.only or j.name in args.only
     ]
-    console = Console()
+    console = Console(width=max(150, Console().width))
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
     with Progress(console=console) as progress:
@@ -237,12 +247,14 @@ def main() -> None:
                 progress.advance(task)
     results.sort(key=lambda r: [j.name for j in todo].index(r["series"]))
     table = Table(
-        title=f"scaling replay (seed {args.seed}, kopilot headroom {args.headroom}, "
+        title=f"scaling replay (seed {args.seed}, kopilot headrooms {headrooms}, "
         f"quantile {args.quantile})"
     )
     for col in ("series", "days", "policy", "unserved %", "replica-h", "x oracle", "actions", "s"):
         table.add_column(col, justify="right" if col not in ("series", "policy") else "left")
-    met = beat = 0
+    names = [kopilot_name(i, h) for i, h in enumerate(headrooms)]
+    met = dict.fromkeys(names, 0)
+    beat = dict.fromkeys(names, 0)
     for row in results:
         orc = row["policies"]["oracle"]["replica_hours"]
         for name, p in row["policies"].items():
@@ -256,26 +268,24 @@ def main() -> None:
                 str(p["actions"]),
                 f"{p['seconds']:.1f}",
             )
-        b, m = verdict(row)
-        beat += b
-        met += m
-        table.add_row(
-            "",
-            "",
-            f"[bold]{'beats baselines' if b else 'does NOT beat baselines'}; {'meets' if m else 'misses'} target[/bold]",
-            "",
-            "",
-            "",
-            "",
-            "",
-            end_section=True,
-        )
+        marks = []
+        for name in names:
+            b, m = verdict(row, name)
+            beat[name] += b
+            met[name] += m
+            marks.append(
+                f"{name}: {'beats' if b else 'does NOT beat'} baselines, "
+                f"{'meets' if m else 'misses'} target"
+            )
+        table.add_row("", "", "[bold]" + "; ".join(marks) + "[/bold]", end_section=True)
     console.print(table)
-    console.print(
-        f"kopilot beats HPA, KEDA and KPA (fewer violations, <= best replica-hours) on {beat}/{len(results)} "
-        f"series; meets <=1 % unserved at <=1.15x oracle replica-hours on {met}/{len(results)}. "
-        f"Wall time {time.perf_counter() - started:.0f} s."
-    )
+    for name in names:
+        console.print(
+            f"{name} beats HPA, KEDA and KPA (fewer violations, <= best replica-hours) on "
+            f"{beat[name]}/{len(results)} series; meets <=1 % unserved at <=1.15x oracle "
+            f"replica-hours on {met[name]}/{len(results)}."
+        )
+    console.print(f"Wall time {time.perf_counter() - started:.0f} s.")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))
     sys.stdout.flush()

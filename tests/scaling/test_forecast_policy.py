@@ -80,6 +80,31 @@ def test_reactive_floor_never_below_current_load() -> None:
     assert acts and acts[0].replicas >= 30
 
 
+def test_a_surprising_surge_is_planned_to_go_on() -> None:
+    full = _on_off(6)
+    end = int(np.searchsorted(full.times, 5 * periods.DAY + 23 * 3600.0))
+    v = full.values[:end].copy()
+    v[-2], v[-1] = 30.0, 60.0  # at 23:00, when every night so far was idle
+    h = series.Series.of(full.times[:end], v)
+    acts, _ = _decide(POLICY, _svc(0), h, float(full.times[end]))
+    assert acts
+    # 60 req/s + its last rise (30) = 90 req/s at 10 req/s per replica
+    assert acts[0].replicas == 9
+    assert acts[0].reason.startswith("surge: current load 60.00 req/s is above the forecast")
+
+
+def test_scale_down_window_is_calibrated_for_its_own_length() -> None:
+    """Noise peaks over a long window are higher than over a short one: the fit knows."""
+    h = _steady(3000, 100.0)
+    now = float(h.times[-1]) + STEP
+    _, state = _decide(POLICY, _svc(12), h, now)
+    fitted = state[KEY].fitted
+    assert fitted is not None and fitted.by_horizon
+    (long_h, (err_long, _)) = next(iter(fitted.by_horizon.items()))
+    assert long_h > fitted.horizon
+    assert err_long > fitted.peak_error
+
+
 def _gated(history: series.Series, now: float, svc: cluster.ModelService) -> actions.Scale | None:
     acts, _ = _decide(POLICY, svc, history, now)
     return acts[0] if acts else None

@@ -26,7 +26,7 @@ from kopilot.scaling import forecasters, periods
 
 DAY = periods.DAY
 MIN_IDLE_ORIGINS = 20
-LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99, 0.995)
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +51,9 @@ class Fitted:
     `quantile` of the real peak there, in req/s. None when the backtest had too few such origins.
     Without it, errors learnt at busy times would keep a forecast-idle service from zero."""
     idle_level: float = 0.0
+    by_horizon: Mapping[int, tuple[float, float | None]] = field(default_factory=dict)
+    """Calibrations for other peak windows (steps -> (peak error, idle peak)), e.g. the longer
+    window a scale-down must be safe for: the peak of noise over more steps is higher."""
     scores: Mapping[str, float] = field(default_factory=dict)
     """Pinball loss of every candidate in the backtest (lower is better)."""
     fitted_at: float = 0.0
@@ -69,10 +72,11 @@ class Fitted:
         out = []
         for h in horizons:
             point = float(path[: max(1, h)].max())
-            if self.idle_peak is not None and point <= self.idle_level:
-                out.append((point, self.idle_peak))
+            error, idle_peak = self.by_horizon.get(h, (self.peak_error, self.idle_peak))
+            if idle_peak is not None and point <= self.idle_level:
+                out.append((point, idle_peak))
             else:
-                out.append((point, max(0.0, point + self.peak_error * (point + self.scale))))
+                out.append((point, max(0.0, point + error * (point + self.scale))))
         return out
 
     def quantiles(
@@ -199,6 +203,7 @@ def select(
     min_steps: int = 24,
     headroom: float | None = None,
     levels: Sequence[float] = LEVELS,
+    also: Sequence[int] = (),
 ) -> Fitted | None:
     """Pick and calibrate the best forecaster for this history, or None if there is too little.
 
@@ -238,17 +243,39 @@ def select(
     if not trials:
         return None
     best, chosen = min(trials, key=lambda tc: tc[0].loss)
+    others: dict[int, _Trial] = {}
+    for h in also:
+        other = _trial(
+            chosen,
+            grid,
+            split=split,
+            period_steps=period_steps,
+            horizon=h,
+            quantile=quantile,
+            scale=scale,
+            idle_level=idle_level,
+            max_origins=max_origins,
+        )
+        if other is not None:
+            others[h] = other
     level = quantile
     if headroom is not None:
+        # What the service will hold is the largest of the calibrated plans (the longer windows
+        # keep replicas through dips): that is what must fit the budget.
+        budget = (1.0 + headroom) * float(np.mean(best.actual))
         usable = [
             lv
             for lv in sorted(levels)
-            if float(np.mean(_calibrate(best, scale, lv)[2]))
-            <= (1.0 + headroom) * float(np.mean(best.actual))
+            if max(float(np.mean(_calibrate(t, scale, lv)[2])) for t in (best, *others.values()))
+            <= budget
         ]
         level = usable[-1] if usable else min(levels)
-        error_q, idle_peak, _ = _calibrate(best, scale, level)
-        best = dataclasses.replace(best, error_q=error_q, idle_peak=idle_peak)
+    error_q, idle_peak, _ = _calibrate(best, scale, level)
+    best = dataclasses.replace(best, error_q=error_q, idle_peak=idle_peak)
+    by_horizon: dict[int, tuple[float, float | None]] = {}
+    for h, other in others.items():
+        e, i, _ = _calibrate(other, scale, level)
+        by_horizon[h] = (e, i)
     model = chosen.fit(grid, period_steps)
     if model is None:
         return None
@@ -263,6 +290,7 @@ def select(
         scale=scale,
         idle_peak=best.idle_peak,
         idle_level=idle_level,
+        by_horizon=by_horizon,
         scores={t.name: round(t.loss, 6) for t, _ in trials},
         fitted_at=now,
     )

@@ -9,7 +9,8 @@ Per service, each decision:
    state and refitted every `refit_every_s` (sooner while the history is still short).
 3. Replicas needed = the `quantile` of peak demand over (now, now + cold start + one step +
    margin] ÷ per-replica capacity: what a replica started now must be ready for. Scale up at once.
-4. Reactive floor: never fewer replicas than the current load needs.
+4. Reactive floor: never fewer replicas than the current load needs; and when the load is above
+   the forecast (a surprise: a burst the history did not show), plan for the burst to go on.
 5. Scale down only when the forecast says it is safe over a longer window (`hold_s` more), so a
    replica is not dropped just before the forecast needs it again.
 6. Scale to zero when the forecast peak over the long window is idle (and the service allows it);
@@ -35,7 +36,7 @@ class PlanSettings:
     quantile: float = 0.95
     """The forecast quantile of peak demand that replicas are planned for (with `headroom`
     None), and the level forecasters are compared at."""
-    headroom: float | None = 0.10
+    headroom: float | None = 0.4
     """Plan at the highest quantile whose backtest plans average at most this much above the
     demand that came (see `forecasting.select`); None plans at `quantile` always."""
     margin_s: float = 0.0
@@ -43,6 +44,10 @@ class PlanSettings:
     declares is already a high quantile of its starts)."""
     hold_s: float = 300.0
     """Scale down only if the forecast allows it for this much longer than the scale-up window."""
+    surge: float | None = 0.25
+    """When the current load is above the forecast's peak quantile (a surprise), plan for
+    max(load + its last rise, load x (1 + surge)) until the forecast catches up; None: only
+    the plain reactive floor."""
     refit_every_s: float = 6 * 3600.0
     max_history_s: float = 14 * 86400.0
     idle_fraction: float = 0.01
@@ -75,6 +80,12 @@ def _last_finite(history: series.Series | None) -> float | None:
     if history is None or len(history) == 0:
         return None
     tail = history.values[-50:]
+    ok = tail[np.isfinite(tail) & (tail >= 0)]
+    return float(ok[-1]) if ok.size else None
+
+
+def _previous_finite(history: series.Series) -> float | None:
+    tail = history.values[-50:-1]
     ok = tail[np.isfinite(tail) & (tail >= 0)]
     return float(ok[-1]) if ok.size else None
 
@@ -145,6 +156,7 @@ def plan_service(
             candidates=s.candidates,
             max_history_s=s.max_history_s,
             headroom=s.headroom,
+            also=(horizon_down,),
         )
         span = min(s.max_history_s, float(history.times[-1] - history.times[0]))
         st = ServiceState(fitted=fitted, fitted_span_s=span, attempted_at=now)
@@ -165,6 +177,13 @@ def plan_service(
     idle = s.idle_fraction * cap
     need_up = 0 if peak < idle else _needed(peak, cap)
     need_down = 0 if peak_down < idle and (current or 0.0) < idle else _needed(peak_down, cap)
+    surge = 0
+    if current is not None and current > peak and s.surge is not None:
+        # The forecast was surprised: plan for the surge to go on (its last rise again, or
+        # `surge` more), not just for the load already seen.
+        rise = max(0.0, current - (_previous_finite(history) or current))
+        surge = _needed(max(current + rise, current * (1.0 + s.surge)), cap)
+    floor = max(floor, surge)
     up = max(need_up, floor)
     down = max(need_down, floor)
     q = f"p{fitted.quantile * 100:g}"
@@ -178,6 +197,11 @@ def plan_service(
         )
         if floor > need_up:
             why = f"reactive floor: current load {current:.2f} req/s needs {floor} replicas"
+            if surge and surge == floor:
+                why = (
+                    f"surge: current load {current:.2f} req/s is above the forecast {q} peak "
+                    f"{peak:.2f} req/s ({where}); planning for it to go on rising: {surge} replicas"
+                )
     elif down < svc.replicas:
         target = down
         why = (
