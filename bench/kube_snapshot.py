@@ -1,8 +1,10 @@
 """KubeWorld at scale: a 1,000-node kwok cluster with 10,000 pods; sync time, snapshot time, memory.
 
 Starts the test control plane (tests/kube's), creates `--nodes` kwok GPU nodes and `--pods` pods
-(as Deployments, half of them kopilot-managed, half asking for a GPU; the real kube-scheduler
-places them and kwok runs them), then measures, in this process:
+(`--deployments` x `--replicas` through Deployments, half of them kopilot-managed, placed by the
+real kube-scheduler; the rest as pods bound at creation, since the controller-manager's 20
+requests/s would take minutes; half of all pods ask for a GPU; kwok runs them), then measures, in
+this process:
 
 - cold sync: a new KubeWorld lists nodes, pods, Deployments and StatefulSets (raw JSON, paginated)
   and converts them: what a start or a leader take-over costs;
@@ -22,6 +24,7 @@ Not a test: it prints figures.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -50,7 +53,9 @@ def stamp(t0: float, what: str) -> None:
     print(f"[{time.perf_counter() - t0:6.1f}s] {what}", flush=True)
 
 
-def populate(api: apis.Api, nodes: int, pods: int, deployments: int, t0: float) -> None:
+def populate(
+    api: apis.Api, *, nodes: int, pods: int, deployments: int, per: int, t0: float
+) -> None:
     capacity = {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": "8"}
 
     def make_node(i: int) -> None:
@@ -71,7 +76,6 @@ def populate(api: apis.Api, nodes: int, pods: int, deployments: int, t0: float) 
         list(pool.map(make_node, range(nodes)))
     stamp(t0, f"{nodes} nodes created")
     api.post("/api/v1/namespaces", {"metadata": {"name": "bench"}}, "create namespace")
-    per = pods // deployments
     for d in range(deployments):
         managed = d % 2 == 0
         limits = {"nvidia.com/gpu": "1"} if d % 4 < 2 else {}
@@ -107,6 +111,36 @@ def populate(api: apis.Api, nodes: int, pods: int, deployments: int, t0: float) 
             "create deployment",
         )
     stamp(t0, f"{deployments} deployments x {per} replicas created")
+    bare = pods - per * deployments
+
+    def make_pod(i: int) -> None:
+        # Bound at creation (as a scheduler would have bound it): the controller-manager's
+        # 20 requests/s would take ~8 minutes to make them all through ReplicaSets.
+        limits = {"nvidia.com/gpu": "1"} if i % 2 else {}
+        api.post(
+            "/api/v1/namespaces/bench/pods",
+            {
+                "metadata": {"name": f"bare-{i:05d}", "labels": {"app": f"bare-{i % 50}"}},
+                "spec": {
+                    "nodeName": f"kwok-{i % nodes:04d}",
+                    "containers": [
+                        {
+                            "name": "job",
+                            "image": "registry.invalid/kopilot/job:bench",
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "256Mi", **limits},
+                                "limits": limits,
+                            },
+                        }
+                    ],
+                },
+            },
+            "create pod",
+        )
+
+    with futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(make_pod, range(bare)))
+    stamp(t0, f"{bare} bound pods created")
 
 
 def count_running(api: apis.Api) -> tuple[int, int]:
@@ -126,25 +160,59 @@ def count_running(api: apis.Api) -> tuple[int, int]:
             return total, running
 
 
-def wait_running(api: apis.Api, pods: int, t0: float, timeout: float) -> None:
+def wait_created(api: apis.Api, pods: int, t0: float, timeout: float, settle: float) -> int:
+    """Until all `pods` exist, then up to `settle` s more for kwok to run them; Running count."""
     deadline = time.monotonic() + timeout
+    settled_by: float | None = None
     while True:
         total, running = count_running(api)
         stamp(t0, f"{total} pods, {running} Running (of {pods})")
-        if running >= pods:
-            return
+        if total >= pods and settled_by is None:
+            settled_by = time.monotonic() + settle
+        if running >= pods or (settled_by is not None and time.monotonic() > settled_by):
+            return running
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {running} of {pods} pods Running after {timeout:.0f} s")
+            raise SystemExit(f"only {total} of {pods} pods created after {timeout:.0f} s")
         time.sleep(10.0)
+
+
+LIST_VARIANTS: dict[str, dict[str, str | int | bool]] = {
+    "pages of 500 from the watch cache:": {"limit": 500, "resourceVersion": "0"},
+    "pages of 500, consistent reads:": {"limit": 500},
+    "one response, consistent read:": {},
+}
+
+
+def time_list(api: apis.Api, query: dict[str, str | int | bool]) -> tuple[float, float, int]:
+    """Seconds, megabytes and pages to list every pod with `query` (HTTP + JSON parse)."""
+    started = time.perf_counter()
+    size = pages = 0
+    token = ""
+    while True:
+        q = dict(query)
+        if token:
+            q["continue"] = token
+            q.pop("resourceVersion", None)
+        response = api.raw("GET", "/api/v1/pods", "list pods", query=q, timeout=(10.0, 300.0))
+        data = response.data
+        size += len(data)
+        pages += 1
+        token = (json.loads(data).get("metadata") or {}).get("continue") or ""
+        if not token:
+            return time.perf_counter() - started, size / 1e6, pages
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=10_000)
-    parser.add_argument("--deployments", type=int, default=20)
+    parser.add_argument("--deployments", type=int, default=10)
+    parser.add_argument("--replicas", type=int, default=100, help="per Deployment")
     parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--timeout", type=float, default=900.0, help="for the pods to run")
+    parser.add_argument("--timeout", type=float, default=900.0, help="for the pods to exist")
+    parser.add_argument(
+        "--settle", type=float, default=120.0, help="then at most this long for them to run"
+    )
     args = parser.parse_args()
 
     cache = Path(os.environ.get("KOPILOT_CACHE", Path.home() / ".cache" / "kopilot"))
@@ -160,9 +228,16 @@ def main() -> None:
         stamp(t0, "control plane up")
         api_client = config.new_client_from_config(config_file=str(cp.kubeconfig))
         api = apis.Api(api_client, retrying.Retrier(clock, random.Random(0)))
-        populate(api, args.nodes, args.pods, args.deployments, t0)
+        populate(
+            api,
+            nodes=args.nodes,
+            pods=args.pods,
+            deployments=args.deployments,
+            per=args.replicas,
+            t0=t0,
+        )
 
-        wait_running(api, args.pods, t0, args.timeout)
+        running = wait_created(api, args.pods, t0, args.timeout, args.settle)
 
         base_rss = rss_mib()
         started = time.perf_counter()
@@ -182,6 +257,8 @@ def main() -> None:
         world.pods.relist()
         relist_s = time.perf_counter() - a
 
+        listings = {name: time_list(api, query) for name, query in LIST_VARIANTS.items()}
+
         target = next(s for s in snap.services)
         a = time.perf_counter()
         api.patch(
@@ -200,7 +277,8 @@ def main() -> None:
 
     print()
     print(
-        f"cluster: {len(snap.nodes)} nodes, {len(snap.pods)} pods, {len(snap.services)} managed services"
+        f"cluster: {len(snap.nodes)} nodes, {len(snap.pods)} pods ({running} Running when "
+        f"measured), {len(snap.services)} managed services"
     )
     print(f"cold sync (list + convert everything):  {sync_s:6.2f} s")
     print(
@@ -209,6 +287,8 @@ def main() -> None:
     )
     print(f"pod cache relist (a 410 Gone):          {relist_s:6.2f} s")
     print(f"watch lag (scale -> snapshot shows it): {lag_s * 1000:6.0f} ms")
+    for name, (seconds, megabytes, pages) in listings.items():
+        print(f"  LIST all pods, {name:<34} {seconds:6.2f} s, {megabytes:5.1f} MB in {pages} pages")
     print(
         f"kopilot process RSS with the caches:    {rss:6.0f} MiB (before the KubeWorld: "
         f"{base_rss:.0f} MiB)   (target < 1024 MiB)"

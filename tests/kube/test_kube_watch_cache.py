@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -108,7 +109,7 @@ def test_list_then_watch_applies_events_and_relists_after_gone() -> None:
     inf.relist()
     assert set(inf.items()) == {"a", "b"}
     assert inf.resource_version == "100"
-    assert api.queries[0] == {"limit": 500}
+    assert api.queries[0] == {"limit": 500, "resourceVersion": "0"}
     assert api.queries[1] == {"limit": 500, "continue": "page-2"}
 
     inf._watch()
@@ -134,7 +135,8 @@ def test_list_then_watch_applies_events_and_relists_after_gone() -> None:
 
 def test_the_background_thread_resumes_and_survives_failures() -> None:
     api = FakeApi(
-        lists=[[node("a", "1"), node("b", "2")]],
+        # after the failure the thread lists again: the server's state by then has no "b"
+        lists=[[node("a", "1"), node("b", "2")], [node("a", "1")]],
         watches=[[{"type": "DELETED", "object": node("b", "3")}]],
     )
     inf = informer(api)
@@ -142,6 +144,10 @@ def test_the_background_thread_resumes_and_survives_failures() -> None:
     try:
         assert inf.wait_synced(5)
         assert api.finished.wait(5)  # watched, then the fake failed: the thread backs off
+        deadline = time.monotonic() + 5
+        while inf.relists < 2 and time.monotonic() < deadline:  # ... and lists again
+            time.sleep(0.01)
+        assert inf.relists >= 2
         assert set(inf.items()) == {"a"}
         assert inf.last_error is not None and "no more scripted watches" in inf.last_error
     finally:

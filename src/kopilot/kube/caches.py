@@ -56,6 +56,7 @@ class Informer(Generic[T]):
         clock: clocks.Clock,
         page_size: int = 500,
         watch_timeout_s: int = 300,
+        from_cache: bool = True,
     ) -> None:
         self.kind = kind
         self._path = path
@@ -64,6 +65,7 @@ class Informer(Generic[T]):
         self._clock = clock
         self._page_size = page_size
         self._watch_timeout_s = watch_timeout_s
+        self._from_cache = from_cache
         self._lock = threading.Lock()
         self._items: dict[str, T] = {}
         self._problems: dict[str, str] = {}
@@ -122,6 +124,10 @@ class Informer(Generic[T]):
             query: dict[str, str | int | bool] = {"limit": self._page_size}
             if token:
                 query["continue"] = token
+            elif self._from_cache:
+                # Like client-go's reflector: "any version" lets the API server answer from its
+                # watch cache instead of a consistent read of every page from etcd.
+                query["resourceVersion"] = "0"
             body = self._api.call("GET", self._path, f"list {self.kind}", query=query)
             for obj in body.get("items") or []:
                 obj.setdefault("kind", self.kind)
