@@ -212,7 +212,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per point")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
-    parser.add_argument("--intra-op-threads", type=int, default=0, help="0: ONNX Runtime's default")
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=0, help="0: the server's default (usable CPUs - 1)"
+    )
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("/tmp"))
     args = parser.parse_args()
     model = args.model or default_model()
@@ -231,7 +233,7 @@ def main() -> None:
     print(f"model {model.name}, image {args.image.name} ({len(body)} bytes), cores {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.2f}, {args.rounds} x ({args.warmup:.0f}+{args.duration:.0f} s) per point")  # fmt: skip
     print(f"batched: max batch {args.max_batch_size}, max queue delay {args.max_queue_delay_ms} ms; "
-          f"unbatched: max batch 1; intra-op threads {args.intra_op_threads or 'default'}")  # fmt: skip
+          f"unbatched: max batch 1; intra-op threads {args.intra_op_threads or 'auto (CPUs - 1)'}")  # fmt: skip
     points: dict[tuple[str, int], Point] = {}
     logs = {mode: args.log_dir / f"kopilot-serve-bench-{mode}.log" for mode in modes}
     # Both servers run side by side (an idle one uses no CPU) and the modes alternate within each

@@ -123,3 +123,26 @@ def test_class_names_metadata_forms(raw: str | None, names: tuple[str, ...]) -> 
 def test_bad_class_names_metadata_is_a_model_error(raw: str) -> None:
     with pytest.raises(errors.ModelError, match="names"):
         detectors.parse_class_names(raw)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        ("max 100000\n", None),
+        ("200000 100000\n", 2),
+        ("150000 100000\n", 2),
+        ("50000 100000\n", 1),
+        ("garbage", None),
+    ],
+)
+def test_usable_cpus_respects_a_cgroup_quota(
+    tmp_path: pathlib.Path, cpu_max: str, expected: int | None
+) -> None:
+    import os
+
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    want = affinity if expected is None else min(affinity, expected)
+    assert detectors.usable_cpus(path) == want
+    assert detectors.usable_cpus(tmp_path / "missing") == affinity

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from kopilot.kube import controlplane
 from tests.serving import servers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -25,22 +26,15 @@ CHART = REPO / "deploy" / "helm" / "model-service"
 
 
 def find_helm() -> str | None:
+    """$HELM, else the pinned helm built beside the test control plane, else helm on PATH."""
     if os.environ.get("HELM"):
         return os.environ["HELM"]
     cache = pathlib.Path(
         os.environ.get("KOPILOT_CACHE", pathlib.Path.home() / ".cache" / "kopilot")
     )
     versions = REPO / "hack" / "controlplane" / "versions.env"
-    if versions.is_file():
-        pinned = dict(
-            line.split("=", 1)
-            for line in versions.read_text().splitlines()
-            if "=" in line and not line.startswith("#")
-        )
-        built = cache / "controlplane" / pinned.get("K8S_VERSION", "").strip() / "bin" / "helm"
-        if built.is_file():
-            return str(built)
-    return shutil.which("helm")
+    built = controlplane.pinned_binaries(cache=cache, versions_file=versions).path("helm")
+    return str(built) if built.is_file() else shutil.which("helm")
 
 
 @pytest.fixture(scope="module")

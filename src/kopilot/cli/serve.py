@@ -46,7 +46,9 @@ def serve(
         "(default: TensorRT, CUDA, CPU - those installed).",
     ),
     intra_op_threads: int = typer.Option(
-        0, min=0, help="ONNX Runtime intra-op threads (0: one per physical core)."
+        0,
+        min=0,
+        help="ONNX Runtime intra-op threads (0: one less than the usable CPUs, at least 1).",
     ),
     jpeg_draft: bool = typer.Option(
         True,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import os
 import pathlib
 from typing import Any
 
@@ -55,6 +57,29 @@ class ModelInfo:
         if 0 <= class_id < len(self.class_names):
             return self.class_names[class_id]
         return f"class_{class_id}"
+
+
+def auto_intra_op_threads() -> int:
+    """One less than the CPUs this process may run on, at least 1.
+
+    The spare CPU decodes and letterboxes the next requests while a batch runs. On the 2-core
+    machine of bench/serving_batching.py, 1 intra-op thread beat ONNX Runtime's default (one per
+    core) in both batched and unbatched serving: the two-thread pool stalls whenever decoding
+    takes one of its cores.
+    """
+    return max(1, usable_cpus() - 1)
+
+
+def usable_cpus(cgroup_cpu_max: pathlib.Path = pathlib.Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a pod's limit)."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max" or not quota.isdigit() or not period.isdigit() or int(period) == 0:
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
 def choose_providers(requested: tuple[str, ...], available: list[str]) -> list[str]:
@@ -158,7 +183,7 @@ def load(model: settings.ModelSettings) -> Detector:
     if not path.is_file():
         raise errors.ModelError(f"model file not found: {path} (pass the path of an .onnx export)")
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = model.intra_op_threads
+    options.intra_op_num_threads = model.intra_op_threads or auto_intra_op_threads()
     options.log_severity_level = 3
     # Idle intra-op threads sleep instead of spinning: a spinning pool burns the CPU that request
     # decoding needs (and a pod's CPU quota) between batches.

@@ -14,7 +14,7 @@ class ModelSettings:
     # Execution providers in order of preference; empty means "the best ones installed"
     # (TensorRT, then CUDA, then CPU).
     providers: tuple[str, ...] = ()
-    # ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per physical core).
+    # ONNX Runtime intra-op threads; 0: one less than the usable CPUs (at least 1).
     intra_op_threads: int = 0
     # Square input size when the model's input is dynamic and its metadata has no `imgsz`.
     image_size: int | None = None
