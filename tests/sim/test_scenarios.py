@@ -13,7 +13,7 @@ from kopilot.sim import scenarios
 def test_default_scenario_uses_bundled_traces() -> None:
     sc = scenarios.default()
     assert scenarios.locate(sc.service.demand_trace, None).exists()
-    assert sc.policies == ("hpa", "kopilot")
+    assert sc.policies == ("hpa", "keda", "kpa", "kopilot")
 
 
 @pytest.mark.parametrize(

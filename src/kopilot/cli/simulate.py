@@ -68,7 +68,9 @@ def simulate(
     from kopilot.sim import clusters, faults, runs, scenarios
     from kopilot.traces import openb
 
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # piped or captured: room for the tables, not 80 columns
     err = Console(stderr=True)
     try:
         sc = scenarios.load(scenario) if scenario is not None else scenarios.default()

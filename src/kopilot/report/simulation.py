@@ -14,14 +14,17 @@ from kopilot.sim import clusters, faults, runs, scenarios
 
 def serving_table(results: Sequence[runs.ServingResult]) -> Table:
     table = Table(title="Model service under the GenAI demand curve", title_justify="left")
+    table.caption = (
+        "SLO-viol. min: minutes with demand above ready capacity; unserved %: share of requests"
+    )
     for col in (
         "policy",
-        "SLO-violation min",
+        "SLO-viol. min",
         "unserved %",
-        "replica-hours",
-        "GPU-hours",
+        "replica-h",
+        "GPU-h",
         "cost $",
-        "actions taken",
+        "actions",
         "refused",
     ):
         table.add_column(col, justify="left" if col == "policy" else "right")
@@ -42,9 +45,9 @@ def serving_table(results: Sequence[runs.ServingResult]) -> Table:
 CLUSTER_HEADERS = (
     "placement",
     "pods arrived",
-    "failed to place",
-    "GPU alloc % at 100% arrived",
-    "GPU alloc % at end",
+    "failed",
+    "GPU alloc % @100%",
+    "GPU alloc % @130%",
     "stranded GPU %",
 )
 

@@ -13,7 +13,8 @@ from kopilot.governance import audit, governor, guardrails, verdicts
 from kopilot.kits import randomness
 from kopilot.loop import cycles
 from kopilot.model import decisions, resources, series
-from kopilot.scaling import hpa, policies
+from kopilot.scaling import hpa, kpa, planning, policies
+from kopilot.scaling.keda import behaviour
 from kopilot.sim import scenarios, serving
 from kopilot.traces import genai
 
@@ -22,14 +23,22 @@ Progress = Callable[[str, float], None]
 
 
 def scaling_policy(name: str) -> decisions.Policy[Any]:
-    """The scaling policies the twin can compare, by name."""
-    if name == "hpa":
-        return hpa.HpaPolicy()
-    if name == "kopilot":
-        return policies.PredictivePolicy()
-    raise ValueError(
-        f"unknown scaling policy {name!r}; choose from {list(scenarios.SCALING_POLICIES)}"
-    )
+    """The scaling policies the twin can compare, by name (see `scenarios.SCALING_POLICIES`)."""
+    match name:
+        case "hpa":
+            return hpa.HpaPolicy()
+        case "keda":
+            return behaviour.KedaPolicy()
+        case "kpa":
+            return kpa.KpaPolicy()
+        case "kopilot":
+            return planning.ForecastPolicy()
+        case "kopilot-simple":
+            return policies.PredictivePolicy()
+        case _:
+            raise ValueError(
+                f"unknown scaling policy {name!r}; choose from {list(scenarios.SCALING_POLICIES)}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

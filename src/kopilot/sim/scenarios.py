@@ -16,7 +16,7 @@ import yaml
 
 from kopilot.model import errors
 
-SCALING_POLICIES: tuple[str, ...] = ("hpa", "kopilot")
+SCALING_POLICIES: tuple[str, ...] = ("hpa", "keda", "kpa", "kopilot", "kopilot-simple")
 """Scaling policies the twin knows by name."""
 
 
@@ -79,7 +79,7 @@ class Scenario(_Strict):
     seed: int = 7
     tick_s: float = pydantic.Field(default=15.0, gt=0)
     service: ServiceScenario = ServiceScenario()
-    policies: tuple[str, ...] = SCALING_POLICIES
+    policies: tuple[str, ...] = ("hpa", "keda", "kpa", "kopilot")
     guardrails: GuardrailSpec = GuardrailSpec()
     cluster: ClusterScenario | None = ClusterScenario()
     prices: PriceSpec = PriceSpec()
