@@ -63,3 +63,25 @@ def test_stranding_counts_gpus_the_free_cpu_cannot_feed() -> None:
 def test_terminal_waste_sees_what_a_fitting_task_leaves() -> None:
     waste = fragmentation.terminal_waste(fragmentation.Workload(shapes=(HALF,)))
     assert waste[400] == 400.0 and waste[500] == 0.0 and waste[600] == 100.0
+
+
+def test_reserve_keeps_flexible_pods_off_a_model_only_constrained_pods_can_use() -> None:
+    cl = state.ClusterState([node("t4", gpus_=2, model="T4"), node("g2", gpus_=2, model="G2")])
+    t4_only = fragmentation.TaskShape(
+        milli=1000, count=1, cpu_milli=1000, memory_mib=0, models=frozenset({"T4"}), popularity=0.5
+    )
+    free = fragmentation.TaskShape(
+        milli=1000, count=1, cpu_milli=1000, memory_mib=0, models=frozenset(), popularity=0.5
+    )
+    workload = fragmentation.Workload(shapes=(t4_only, free))
+    pressure = fragmentation.model_pressure(cl, workload)
+    assert pressure[cl.model_index["T4"]] > pressure[cl.model_index["G2"]]
+    f = fragmentation.Fragmentation(cl, workload, reserve=1.0)
+    everywhere = np.ones(2, dtype=np.bool_)
+    flexible, _ = f.delta(pod("flex", gpus_=1), everywhere)
+    assert flexible[0] > flexible[1]  # the T4 node costs more for a pod that may go anywhere
+    plain = fragmentation.Fragmentation(cl, workload)
+    only_t4 = np.array([True, False])
+    pinned, _ = f.delta(pod("pinned", gpus_=1, models="T4"), only_t4)
+    unreserved, _ = plain.delta(pod("pinned", gpus_=1, models="T4"), only_t4)
+    assert pinned[0] == unreserved[0]  # a pod with no choice pays no reserve cost

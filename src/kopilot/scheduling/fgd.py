@@ -25,7 +25,9 @@ class FragmentationScore:
         memory: bool = False,
         stranding: float = 0.0,
         lookahead: float = 0.0,
+        reserve: float = 0.0,
     ) -> None:
+        self.reserve = reserve
         self.lookahead = lookahead
         self._name = name
         self.workload = workload
@@ -49,6 +51,7 @@ class FragmentationScore:
                     memory=self.memory,
                     stranding=self.stranding,
                     lookahead=self.lookahead,
+                    reserve=self.reserve,
                 ),
             )
         return self._cache[1]

@@ -111,13 +111,16 @@ class Fragmentation:
         memory: bool = False,
         stranding: float = 0.0,
         lookahead: float = 0.0,
+        reserve: float = 0.0,
     ) -> None:
         self.cluster = cluster
+        self.reserve = reserve
         self.workload = workload
         self.use_memory = memory
         self.stranding = stranding
         self.lookahead = lookahead
         self.waste = terminal_waste(workload)
+        self.pressure = model_pressure(cluster, workload)
         shapes = workload.shapes
         self.m: IntArray = np.array([s.milli for s in shapes], dtype=np.int64)
         self.k: IntArray = np.array([s.count for s in shapes], dtype=np.int64)
@@ -219,6 +222,10 @@ class Fragmentation:
                 mem_free=cl.mem_free[other_nodes] - demand.memory_mib,
             )
             out[other_nodes] = after - self.frag[other_nodes]
+            if self.reserve and k:
+                out[other_nodes] += (
+                    self.reserve * k * resources.GPU_MILLI * self._excess(demand, other_nodes)
+                )
             if self.lookahead and k:
                 out[other_nodes] += self.lookahead * k * (self.waste[0] - self.waste[-1])
         if share_nodes.size:
@@ -268,7 +275,51 @@ class Fragmentation:
         )
         if self.lookahead:
             after = after + self.lookahead * (self.waste[now] - self.waste[before])
+        if self.reserve:
+            after = after + self.reserve * need[row] * self._excess(demand, node_of)
         return node_of, gpu.astype(np.int64), after
+
+    def _excess(self, demand: demands.Demand, nodes: IntArray) -> FloatArray:
+        """How much scarcer the nodes' GPU model is than the average model the pod may use."""
+        cl = self.cluster
+        allowed = cl.models_mask(demand.models) & (cl.model_id >= 0)
+        ids = np.unique(cl.model_id[allowed])
+        if ids.size <= 1:
+            return np.zeros(nodes.size, dtype=np.float64)  # only one model will do: no choice
+        mean = float(self.pressure[ids].mean())
+        out: FloatArray = np.maximum(0.0, self.pressure[cl.model_id[nodes]] - mean)
+        return out
+
+
+def model_pressure(cluster: state.ClusterState, workload: Workload) -> FloatArray:
+    """Per GPU model: the share of its capacity that model-constrained task shapes expect to
+    need, relative to the whole workload's GPU demand per unit of cluster capacity.
+
+    A constrained shape's demand is spread over the models it allows in proportion to their
+    capacity. A model that pods can only run on (the trace's `gpu_spec`) is under pressure; the
+    `reserve` term keeps flexible pods off it while other models have room.
+    """
+    count = len(cluster.models)
+    capacity = np.zeros(count, dtype=np.float64)
+    for m in range(count):
+        capacity[m] = float(cluster.gpu_count[cluster.model_id == m].sum())
+    demand = np.zeros(count, dtype=np.float64)
+    total = 0.0
+    for s in workload.shapes:
+        gpu = s.popularity * s.milli * s.count / resources.GPU_MILLI
+        total += gpu
+        if not s.models or not gpu:
+            continue
+        ids = [cluster.model_index[m] for m in s.models if m in cluster.model_index]
+        allowed_cap = float(capacity[ids].sum()) if ids else 0.0
+        for i in ids:
+            if allowed_cap > 0:
+                demand[i] += gpu * capacity[i] / allowed_cap
+    overall = total / max(float(capacity.sum()), 1.0)
+    if overall <= 0:
+        return np.zeros(count, dtype=np.float64)
+    out: FloatArray = demand / np.maximum(capacity, 1.0) / overall
+    return out
 
 
 def terminal_waste(workload: Workload) -> FloatArray:

@@ -9,6 +9,11 @@ that the node's free CPU (and memory) cannot feed at the workload's average CPU 
 milli-GPU. The increase of that sum is minimised as in FGD, so CPU-hungry and CPU-only pods are
 steered to CPU-rich nodes early, before any threshold is crossed. Memory also counts in the
 fragmentation test (FGD looks at CPU only). Ties are broken by best fit.
+
+With GPU model constraints (`gpu_spec`), kopilot also keeps flexible pods off GPU models that
+constrained pods can only run on: each milli-GPU placed on a model under more pressure than the
+pod's average allowed model costs RESERVE x the difference (see `fragmentation.model_pressure`).
+Without constraints the term is zero.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from kopilot.scheduling import fgd, fragmentation, framework, scores
 DESCRIPTION = "fragmentation + stranded-GPU aware placement (kopilot)"
 STRANDING = 1.0
 """Weight of stranded milli-GPU against fragmented milli-GPU (both are GPU capacity lost)."""
+RESERVE = 1.0
+"""Weight of the scarce-model term, in milli-GPU per milli-GPU placed per unit of excess pressure."""
 TIE_BREAK = 1e-4
 
 
@@ -26,6 +33,10 @@ def plugins(
 ) -> tuple[tuple[tuple[framework.Score, float], ...], framework.GpuPicker]:
     """kopilot's score plugins with their weights, and its GPU picker."""
     frag = fgd.FragmentationScore(
-        workload, name="FragmentationAndStranding", memory=True, stranding=STRANDING
+        workload,
+        name="FragmentationAndStranding",
+        memory=True,
+        stranding=STRANDING,
+        reserve=RESERVE,
     )
     return ((frag, 1.0), (scores.BestFit(), TIE_BREAK)), fgd.FragmentationPicker(frag)

@@ -100,8 +100,9 @@ def plan(cluster: state.ClusterState, demand: Mapping[str, int], *, model: str) 
             best = current
         for p, c in best.counts().items():
             use = min(c, want[p])
-            want[p] -= use
-            served[p] += use
+            if use > 0:
+                want[p] -= use
+                served[p] += use
         if best != current:
             out.append(
                 actions.Repartition(
