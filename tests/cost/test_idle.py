@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import pathlib
 from collections import defaultdict
 
 import numpy as np
@@ -11,10 +10,10 @@ import pytest
 
 from kopilot.cost import idle, prices, usage
 from kopilot.model import series
+from tests.paths import SHARED_DATA
 
 _NAME = "alibaba-gentd26/pod_gpu_duty_cycle_anon.csv"
-_BESIDE = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / _NAME
-TRACE = _BESIDE if _BESIDE.exists() else pathlib.Path("/work/shared/data") / _NAME
+TRACE = SHARED_DATA / _NAME
 
 
 def _containers() -> list[usage.ContainerUsage]:

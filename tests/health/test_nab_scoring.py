@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kopilot.health import nab_scoring
 from kopilot.model import errors
+from tests.paths import SHARED_DATA
 
 STANDARD = nab_scoring.PROFILES[0]
 T0 = np.datetime64("2020-01-01T00:00:00", "s")
@@ -114,7 +114,7 @@ def test_window_without_rows_is_a_clear_error() -> None:
         nab_scoring.score_corpus([bad], [np.zeros(100)], STANDARD)
 
 
-NAB_DEV = Path("/work/shared/data/nab-dev")
+NAB_DEV = SHARED_DATA / "nab-dev"
 
 
 @pytest.mark.skipif(not NAB_DEV.exists(), reason="needs the shared NAB dev subset")

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from kopilot.traces import csvs, genai
+from tests.paths import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "alibaba-gentd26"
+SHARED = SHARED_DATA / "alibaba-gentd26"
 
 
 def test_rates_are_summed_per_timestamp(tmp_path: Path) -> None:
