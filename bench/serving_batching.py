@@ -196,6 +196,38 @@ def summarize(mode: str, concurrency: int, samples: list[Sample]) -> Point:
     )
 
 
+def model_scaling(
+    model: pathlib.Path, threads: int, batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
+) -> None:
+    """ONNX Runtime alone, no HTTP: CPU and wall time per image at each batch size.
+
+    If CPU per image does not fall with the batch size, there is no per-call overhead for dynamic
+    batching to amortise on this hardware, and serving throughput cannot rise with it.
+    """
+    import numpy as np
+
+    from kopilot.serving import detectors, settings
+
+    detector = detectors.load(settings.ModelSettings(path=model, intra_op_threads=threads))
+    info = detector.info
+    print(
+        f"ONNX Runtime alone ({detector.info.providers[0]}, intra-op threads {threads or 'auto'}):"
+    )
+    for size in batch_sizes:
+        batch = np.random.default_rng(0).random(
+            (size, 3, info.input_height, info.input_width), np.float32
+        )
+        detector.run(batch)
+        runs = max(2, 32 // size)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(runs):
+            detector.run(batch)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(
+            f"  batch {size:2d}: CPU {cpu * 1000 / (runs * size):6.1f} ms/img  wall {wall * 1000 / (runs * size):6.1f} ms/img"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -215,6 +247,7 @@ def main() -> None:
     parser.add_argument(
         "--intra-op-threads", type=int, default=0, help="0: the server's default (usable CPUs - 1)"
     )
+    parser.add_argument("--skip-model-scaling", action="store_true", help="skip ONNX Runtime alone")
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("/tmp"))
     args = parser.parse_args()
     model = args.model or default_model()
@@ -232,6 +265,8 @@ def main() -> None:
     }
     print(f"model {model.name}, image {args.image.name} ({len(body)} bytes), cores {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.2f}, {args.rounds} x ({args.warmup:.0f}+{args.duration:.0f} s) per point")  # fmt: skip
+    if not args.skip_model_scaling:
+        model_scaling(model, args.intra_op_threads)
     print(f"batched: max batch {args.max_batch_size}, max queue delay {args.max_queue_delay_ms} ms; "
           f"unbatched: max batch 1; intra-op threads {args.intra_op_threads or 'auto (CPUs - 1)'}")  # fmt: skip
     points: dict[tuple[str, int], Point] = {}
