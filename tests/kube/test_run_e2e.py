@@ -151,14 +151,19 @@ def test_kopilot_run_serves_metrics_leads_and_releases_the_lease_on_sigterm(
                 proc.wait()
 
 
-def test_bad_policy_file_is_a_clear_error(
-    control_plane: controlplane.ControlPlane, tmp_path: Path
-) -> None:
+def test_bad_policy_file_is_a_clear_error(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("dry_run: maybe\nmax_cordoned_nodes: -1\n")
-    result = kopilot_run(control_plane.kubeconfig, "--policy", str(policy))
+    # The policy is checked before any cluster is contacted: no control plane needed.
+    result = kopilot_run(tmp_path / "no-such-kubeconfig", "--policy", str(policy))
     assert result.returncode == 2
     assert "max_cordoned_nodes" in result.stderr and str(policy) in result.stderr
+
+
+def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    result = kopilot_run(tmp_path / "no-such-kubeconfig")
+    assert result.returncode == 2
+    assert "cannot load the cluster configuration" in result.stderr
 
 
 def test_restart_mid_run_resumes_without_duplicate_or_lost_actions(
