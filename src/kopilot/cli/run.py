@@ -85,8 +85,12 @@ def run(
         "--leader-elect/--no-leader-elect",
         help="Act only while holding the coordination.k8s.io Lease (run several replicas safely).",
     ),
-    lease_namespace: str = typer.Option("kube-system", "--lease-namespace"),
-    lease_name: str = typer.Option("kopilot", "--lease-name"),
+    lease_namespace: str = typer.Option(
+        "kube-system", "--lease-namespace", help="Namespace of the leader-election Lease."
+    ),
+    lease_name: str = typer.Option(
+        "kopilot", "--lease-name", help="Name of the leader-election Lease (one per kopilot)."
+    ),
     identity: str | None = typer.Option(
         None,
         "--identity",
