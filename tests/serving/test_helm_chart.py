@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -127,14 +128,17 @@ def test_service_monitor_and_unmanaged_replicas(helm: str) -> None:
     [
         (
             ["kopilot.minReplicas=5", "kopilot.maxReplicas=2"],
-            "kopilot.minReplicas (5) must not exceed kopilot.maxReplicas (2)",
+            r"kopilot\.minReplicas \(5\) must not exceed kopilot\.maxReplicas \(2\)",
         ),
-        (["gpu.count=-1"], "gpu.count: Must be greater than or equal to 0"),
-        (["model.path=model.onnx"], "model.path: Does not match pattern"),
-        (["server.maxBatchSize=0"], "server.maxBatchSize: Must be greater than or equal to 1"),
+        (["gpu.count=-1"], r"gpu[./]count\W.*(greater than or equal to 0|minimum: got -1, want 0)"),
+        (["model.path=model.onnx"], r"model[./]path\W.*(?i:does not match pattern)"),
+        (
+            ["server.maxBatchSize=0"],
+            r"server[./]maxBatchSize\W.*(greater than or equal to 1|minimum: got 0, want 1)",
+        ),
         (
             ["terminationGracePeriodSeconds=10"],
-            "must be at least gracefulTimeoutSeconds + preStopSleepSeconds (35)",
+            r"must be at least gracefulTimeoutSeconds \+ preStopSleepSeconds \(35\)",
         ),
     ],
 )
@@ -146,7 +150,9 @@ def test_bad_values_are_refused_with_a_clear_message(
         command += ["--set", override]
     result = subprocess.run(command, check=False, capture_output=True, text=True)
     assert result.returncode != 0
-    assert message in result.stderr, result.stderr
+    assert re.search(message, result.stderr), (
+        result.stderr
+    )  # helm versions word schema errors apart
 
 
 @pytest.mark.integration
