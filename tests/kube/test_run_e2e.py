@@ -85,11 +85,14 @@ def test_kopilot_run_is_dry_by_default_then_acts_once(
         assert len(live.kopilot_events(api, ns, "KopilotScaled")) == 1
 
 
-def test_kopilot_run_serves_metrics_leads_and_releases_the_lease_on_sigterm(
+def test_kopilot_run_serves_metrics_leads_reloads_its_policy_and_releases_the_lease(
     api_client: k8s_client.ApiClient, control_plane: controlplane.ControlPlane, tmp_path: Path
 ) -> None:
     api = live.make_api(api_client)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("dry_run: true\n")
     with live.namespace(api) as ns:
+        live.deployment(api, ns, "detector", replicas=1, annotations=live.managed_annotations(lo=2))
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -112,6 +115,8 @@ def test_kopilot_run_serves_metrics_leads_and_releases_the_lease_on_sigterm(
                 ns,
                 "--audit-log",
                 str(tmp_path / "audit.jsonl"),
+                "--policy",
+                str(policy),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -138,6 +143,19 @@ def test_kopilot_run_serves_metrics_leads_and_releases_the_lease_on_sigterm(
             assert 'kopilot_cycles_total{result="ok"}' in metrics
             assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
             assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+            assert 'kopilot_actions_total{kind="Scale",outcome="dry-run"}' in metrics
+            assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 1
+            # A person edits the policy: kopilot picks it up on its next cycle and acts.
+            policy.write_text("dry_run: false\n")
+            live.wait_for(
+                "the reloaded policy to scale the service to its minimum",
+                lambda: (
+                    True
+                    if live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 2
+                    else None
+                ),
+                timeout=30,
+            )
             lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/kopilot"
             assert (
                 api.get(lease_path, "read lease")["spec"]["holderIdentity"] == "kopilot-under-test"

@@ -12,6 +12,11 @@ import typer
 from kopilot.cli.app import app
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.console import Console
+
+    from kopilot.governance import governor, guardrails, policyfile
     from kopilot.metrics import prometheus
     from kopilot.model import series
 
@@ -67,7 +72,8 @@ def run(
         None,
         "--policy",
         help="Governance policy YAML (guardrails; see `kopilot policy --schema`). Its `dry_run` "
-        "decides whether kopilot acts; without a file kopilot runs in dry-run.",
+        "decides whether kopilot acts; without a file kopilot runs in dry-run. Re-read when it "
+        "changes; a bad edit is reported and the policy in force is kept.",
         exists=True,
         dir_okay=False,
     ),
@@ -151,15 +157,19 @@ def run(
         console.print(f"[red]error:[/red] {message}")
         return typer.Exit(code)
 
+    from dataclasses import replace
+
     try:
-        held = policyfile.load(policy) if policy is not None else None
+        holder = policyfile.PolicyHolder(policy)
     except errors.InvalidInputError as e:
         raise fail(str(e)) from e
-    rails = held.rails if held is not None else guardrails.Guardrails()
-    if no_dry_run:
-        from dataclasses import replace
 
-        rails = replace(rails, dry_run=False)
+    def rails_of(held: policyfile.Policy | None) -> guardrails.Guardrails:
+        rails = held.rails if held is not None else guardrails.Guardrails()
+        return replace(rails, dry_run=False) if no_dry_run else rails
+
+    rails = rails_of(holder.policy if policy is not None else None)
+    policy_mtime = policy.stat().st_mtime if policy is not None else 0.0
 
     try:
         if kubeconfig is not None:
@@ -238,6 +248,10 @@ def run(
                 exporter.set_ready(True)
                 while not stopping.is_set():
                     began = clock.now()
+                    if policy is not None:
+                        policy_mtime = _reload_policy(
+                            console, holder, policy, policy_mtime, gov, rails_of
+                        )
                     step = runner.step()
                     judged = step.report.judged if step.report else ()
                     exporter.observe_step(
@@ -263,6 +277,31 @@ def run(
             prom.close()
         api_client.close()
     raise typer.Exit(code)
+
+
+def _reload_policy(
+    console: Console,
+    holder: policyfile.PolicyHolder,
+    path: Path,
+    mtime: float,
+    gov: governor.Governor,
+    rails_of: Callable[[policyfile.Policy], guardrails.Guardrails],
+) -> float:
+    """Re-read the policy file if it changed; a bad edit keeps the policy in force."""
+    try:
+        now = path.stat().st_mtime
+    except OSError as e:
+        console.print(f"[yellow]policy {path}: cannot read it ({e}); keeping the one in force")
+        return mtime
+    if now == mtime:
+        return mtime
+    if holder.reload():
+        gov.rails = rails_of(holder.policy)
+        mode = "dry-run" if gov.rails.dry_run else "acting"
+        console.print(f"policy {path} reloaded: {mode}")
+    else:
+        console.print(f"[yellow]policy not reloaded:[/yellow] {holder.last_error}")
+    return now
 
 
 def _print_step(console: object, step: object, verbose: bool) -> None:

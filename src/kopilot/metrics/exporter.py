@@ -78,14 +78,14 @@ class Exporter:
     ) -> None:
         """Record one loop step: `judged` as (kind, outcome) pairs, `failed` as kinds."""
         result = "error" if error else ("ok" if leader else "follower")
-        self.cycles.labels(result=result).inc()
-        self.leader.set(1 if leader else 0)
-        self.duration.observe(max(0.0, duration_s))
         for kind, outcome in judged:
             self.actions.labels(kind=kind, outcome=outcome).inc()
         for kind in failed:
             self.actions.labels(kind=kind, outcome="failed").inc()
         self.problems.set(problems)
+        self.duration.observe(max(0.0, duration_s))
+        self.cycles.labels(result=result).inc()
+        self.leader.set(1 if leader else 0)  # last: a scrape that sees it sees the step's counts
         now = self._clock.now()
         self.last_cycle.set(now)
         with self._lock:
