@@ -69,10 +69,11 @@ def serve(
 ) -> None:
     """Serve an ONNX object detector over HTTP, with dynamic batching and Prometheus metrics.
 
-    POST an image to /v1/detect (raw image body, multipart field `image`, or JSON with base64
-    `image`) and get boxes, classes, scores and timings back. /healthz is liveness, /readyz turns
-    ready once the model is loaded and warmed up, /metrics is for Prometheus (and kopilot's
-    scaler), /openapi.json describes the API. SIGTERM finishes in-flight requests, then exits.
+    POST an image to /v1/detect (raw image body, multipart field `image`, or JSON with base64 `image`) and get boxes, classes, scores and timings back.
+
+    /healthz is liveness; /readyz turns ready once the model is loaded and warmed up; /metrics is for Prometheus and kopilot's scaler; /openapi.json describes the API.
+
+    SIGTERM finishes in-flight requests, then exits 0. A model that is not a detector exits with code 2 and says why.
     """
     from kopilot.serving import errors, server, settings
 
