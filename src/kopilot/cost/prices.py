@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pydantic
-import yaml
 
+from kopilot.kits import yamlfiles
 from kopilot.model import errors, gpus, resources
 
 DEFAULT_CPU_CORE_HOUR = 0.031611
@@ -61,24 +61,7 @@ class _PriceBookFile(pydantic.BaseModel):
 
 def parse(text: str, *, source: str = "<price book>") -> PriceBook:
     """Parse a YAML price book; a bad file raises InvalidInputError naming the file and field."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise errors.InvalidInputError(f"{source}: not valid YAML: {e}") from e
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise errors.InvalidInputError(
-            f"{source}: a price book is a YAML mapping (cpu_core_hour: ..., ram_gib_hour: ...), "
-            f"got {type(raw).__name__}"
-        )
-    try:
-        parsed = _PriceBookFile.model_validate(raw)
-    except pydantic.ValidationError as e:
-        problems = "; ".join(
-            f"field {'.'.join(str(p) for p in err['loc'])!r}: {err['msg']}" for err in e.errors()
-        )
-        raise errors.InvalidInputError(f"{source}: {problems}") from e
+    parsed = yamlfiles.parse(text, _PriceBookFile, source=source, what="price book")
     return PriceBook(
         cpu_core_hour=parsed.cpu_core_hour,
         ram_gib_hour=parsed.ram_gib_hour,

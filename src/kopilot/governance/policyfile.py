@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydantic
-import yaml
 
 from kopilot.governance import guardrails
+from kopilot.kits import yamlfiles
 from kopilot.model import actions, errors
 
 KIND_NAMES = tuple(k.kind for k in actions.KINDS)
@@ -102,32 +102,11 @@ def from_schema(p: PolicySchema) -> Policy:
 
 def parse(text: str, source: str) -> Policy:
     """Parse a policy document; InvalidInputError names the source, the field and the reason."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise errors.InvalidInputError(f"policy {source}: not valid YAML ({e})") from e
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise errors.InvalidInputError(
-            f"policy {source}: the top level must be a mapping of fields"
-        )
-    try:
-        return from_schema(PolicySchema.model_validate(raw))
-    except pydantic.ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise errors.InvalidInputError(f"policy {source}: {problems}") from e
+    return from_schema(yamlfiles.parse(text, PolicySchema, source=source, what="policy"))
 
 
 def load(path: Path) -> Policy:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise errors.InvalidInputError(f"policy {path}: cannot read it ({e.strerror})") from e
-    return parse(text, str(path))
+    return from_schema(yamlfiles.load(path, PolicySchema, what="policy"))
 
 
 def json_schema() -> dict[str, object]:

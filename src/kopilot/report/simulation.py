@@ -11,34 +11,40 @@ from rich.table import Table
 from kopilot.report import plots
 from kopilot.sim import clusters, faults, runs, scenarios
 
+SERVING_HEADERS = (
+    "policy",
+    "SLO-viol. min",
+    "unserved %",
+    "replica-h",
+    "GPU-h",
+    "cost $",
+    "actions",
+    "refused",
+)
+
+
+def _serving_row(r: runs.ServingResult) -> list[str]:
+    return [
+        r.policy,
+        f"{r.violation_minutes:.1f}",
+        f"{r.unserved_pct:.2f}",
+        f"{r.replica_hours:.1f}",
+        f"{r.gpu_hours:.1f}",
+        f"{r.cost_usd:.2f}",
+        str(r.approved),
+        str(r.refused),
+    ]
+
 
 def serving_table(results: Sequence[runs.ServingResult]) -> Table:
     table = Table(title="Model service under the GenAI demand curve", title_justify="left")
     table.caption = (
         "SLO-viol. min: minutes with demand above ready capacity; unserved %: share of requests"
     )
-    for col in (
-        "policy",
-        "SLO-viol. min",
-        "unserved %",
-        "replica-h",
-        "GPU-h",
-        "cost $",
-        "actions",
-        "refused",
-    ):
+    for col in SERVING_HEADERS:
         table.add_column(col, justify="left" if col == "policy" else "right")
     for r in results:
-        table.add_row(
-            r.policy,
-            f"{r.violation_minutes:.1f}",
-            f"{r.unserved_pct:.2f}",
-            f"{r.replica_hours:.1f}",
-            f"{r.gpu_hours:.1f}",
-            f"{r.cost_usd:.2f}",
-            str(r.approved),
-            str(r.refused),
-        )
+        table.add_row(*_serving_row(r))
     return table
 
 
@@ -153,33 +159,7 @@ def render_html(
             f"replica within the SLO, {svc.request.gpus} GPU per replica, cold start = "
             f"{svc.startup_overhead_s:g} s start-up + base-model load time from the trace.</p>"
         )
-        parts.append(
-            _html_table(
-                [
-                    "policy",
-                    "SLO-violation min",
-                    "unserved %",
-                    "replica-hours",
-                    "GPU-hours",
-                    "cost $",
-                    "actions",
-                    "refused",
-                ],
-                [
-                    [
-                        r.policy,
-                        f"{r.violation_minutes:.1f}",
-                        f"{r.unserved_pct:.2f}",
-                        f"{r.replica_hours:.1f}",
-                        f"{r.gpu_hours:.1f}",
-                        f"{r.cost_usd:.2f}",
-                        str(r.approved),
-                        str(r.refused),
-                    ]
-                    for r in serving_results
-                ],
-            )
-        )
+        parts.append(_html_table(SERVING_HEADERS, [_serving_row(r) for r in serving_results]))
         parts.append("<h3>Demand vs. ready capacity</h3>")
         parts.append(_serving_plot(serving_results))
     if cluster_results:

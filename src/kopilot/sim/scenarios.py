@@ -12,8 +12,8 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 
 import pydantic
-import yaml
 
+from kopilot.kits import yamlfiles
 from kopilot.model import errors
 
 SCALING_POLICIES: tuple[str, ...] = ("hpa", "keda", "kpa", "kopilot", "kopilot-simple")
@@ -102,26 +102,7 @@ def default() -> Scenario:
 
 def load(path: Path) -> Scenario:
     """Parse a scenario YAML file; errors name the field and the reason."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise errors.InvalidInputError(f"scenario {path}: cannot read it ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        raise errors.InvalidInputError(f"scenario {path}: not valid YAML ({e})") from e
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise errors.InvalidInputError(
-            f"scenario {path}: the top level must be a mapping of fields"
-        )
-    try:
-        return Scenario.model_validate(raw)
-    except pydantic.ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise errors.InvalidInputError(f"scenario {path}: {problems}") from e
+    return yamlfiles.load(path, Scenario, what="scenario")
 
 
 def locate(name: str, base: Path | None) -> Path:
