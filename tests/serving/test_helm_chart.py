@@ -79,6 +79,11 @@ def test_defaults_ask_for_a_gpu_and_carry_kopilot_annotations(helm: str) -> None
     assert annotations["kopilot.io/managed"] == "true"
     for key in ("capacity-rps", "cold-start-seconds", "min-replicas", "max-replicas"):
         assert annotations[f"kopilot.io/{key}"].isdigit(), key
+    query = annotations["kopilot.io/demand-query"]
+    assert (
+        query
+        == 'sum(rate(kopilot_serving_requests_total{namespace="default", service="demo-model-service"}[1m]))'
+    )
     assert "replicas" not in deployment["spec"]  # kopilot owns the replica count
     c = container(manifests)
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
