@@ -43,7 +43,11 @@ def served(
 
 
 def metric(url: str, name: str, **labels: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
+    return sample(httpx.get(f"{url}/metrics").text, name, **labels)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """A sample's value in a Prometheus text exposition (0 when absent)."""
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
@@ -229,11 +233,14 @@ def test_sigterm_finishes_in_flight_requests(
                     for _ in range(3)
                 ]
                 async with httpx.AsyncClient(base_url=process.url, timeout=5) as probe:
+                    # SIGTERM once every request reached the app and at least one is unanswered.
                     deadline = asyncio.get_running_loop().time() + 30
-                    while (
-                        "kopilot_serving_inflight_requests 3.0"
-                        not in (await probe.get("/metrics")).text
-                    ):
+                    while True:
+                        text = (await probe.get("/metrics")).text
+                        inflight = sample(text, "kopilot_serving_inflight_requests")
+                        answered = sample(text, "kopilot_serving_requests_total", code="200")
+                        if inflight >= 1 and inflight + answered >= 3:
+                            break
                         if asyncio.get_running_loop().time() > deadline:
                             raise AssertionError("the requests never got in flight")
                         await asyncio.sleep(0.02)
