@@ -17,7 +17,7 @@ from kopilot.kube import apis, leases, resuming, running, worlds
 from kopilot.loop import cycles
 from kopilot.loop import worlds as loop_worlds
 from kopilot.model import actions, cluster
-from kopilot.scaling import policies
+from kopilot.scaling import planning
 from tests.kube import live
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -129,7 +129,7 @@ def test_handover_loses_no_decision(api_client: k8s_client.ApiClient, tmp_path: 
                 live.wait_for("the service in the cache", lambda: world.workload_kind(key))
                 runner = running.Runner(
                     world,
-                    [cycles.PolicySlot(policy=policies.PredictivePolicy())],
+                    [cycles.PolicySlot(policy=planning.ForecastPolicy())],
                     governor.Governor(guardrails.Guardrails(dry_run=False)),
                     audit.AuditLog(shared_log),
                     clock=clocks.WallClock(),

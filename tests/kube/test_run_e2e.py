@@ -20,7 +20,7 @@ from kopilot.governance import audit, governor, guardrails
 from kopilot.kits import clocks
 from kopilot.kube import controlplane, resuming, running, worlds
 from kopilot.loop import cycles
-from kopilot.scaling import policies
+from kopilot.scaling import planning
 from tests.kube import live
 from tests.kube.test_leader_election import Crash, CrashOnApply
 
@@ -211,7 +211,7 @@ def test_restart_mid_run_resumes_without_duplicate_or_lost_actions(
         rails = guardrails.Guardrails(dry_run=False)
         runner = running.Runner(
             world,
-            [cycles.PolicySlot(policy=policies.PredictivePolicy())],
+            [cycles.PolicySlot(policy=planning.ForecastPolicy())],
             governor.Governor(rails),  # a fresh governor: only the audit log remembers
             audit.AuditLog(log_path),
             clock=clocks.WallClock(),

@@ -68,6 +68,13 @@ def run(
         "and blast-radius limits hold across restarts.",
         dir_okay=False,
     ),
+    approvals_path: Path = typer.Option(
+        Path("kopilot-state/approvals.jsonl"),
+        "--approvals",
+        help="Queue of actions waiting for a person (kinds the policy lists under "
+        "`require_approval`); answer them with `kopilot approve ID --queue PATH`.",
+        dir_okay=False,
+    ),
     policy: Path | None = typer.Option(
         None,
         "--policy",
@@ -138,14 +145,14 @@ def run(
     from kubernetes import config as k8s_config
     from rich.console import Console
 
-    from kopilot.governance import audit, governor, guardrails, policyfile
+    from kopilot.governance import approvals, audit, governor, guardrails, policyfile
     from kopilot.kits import clocks, randomness
     from kopilot.kube import leases, readiness, running, worlds
     from kopilot.loop import cycles
     from kopilot.metrics import exporter as exporter_
     from kopilot.metrics import prometheus
     from kopilot.model import errors
-    from kopilot.scaling import policies
+    from kopilot.scaling import planning
 
     console = Console(stderr=True)
     logging.basicConfig(
@@ -215,9 +222,7 @@ def run(
         elector = leases.LeaseElector(world.api, identity=me, clock=clock, settings=lease_settings)
         world.may_act = elector.is_leader
     slots = [
-        cycles.PolicySlot(
-            policy=policies.PredictivePolicy(policies.PredictiveSettings(sync_period_s=interval))
-        ),
+        cycles.PolicySlot(policy=planning.ForecastPolicy()),
         cycles.PolicySlot(policy=readiness.ReadinessPolicy(grace_s=node_grace)),
     ]
     gov = governor.Governor(rails)
@@ -226,7 +231,15 @@ def run(
     except errors.KopilotError as e:
         raise fail(str(e)) from e
     runner = running.Runner(
-        world, slots, gov, log, clock=clock, elector=elector, resume_max_age_s=3 * interval
+        world,
+        slots,
+        gov,
+        log,
+        clock=clock,
+        elector=elector,
+        resume_max_age_s=3 * interval,
+        queue=approvals.ApprovalQueue(approvals_path),
+        approval_ttl_s=holder.policy.approval_ttl_s,
     )
 
     stopping = threading.Event()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kopilot.governance import audit, governor
+from kopilot.governance import approvals, audit, governor
 from kopilot.kits import clocks
 from kopilot.kube import leases, resuming
 from kopilot.loop import cycles, worlds
@@ -58,6 +58,8 @@ class Runner:
         clock: clocks.Clock,
         elector: leases.LeaseElector | None = None,
         resume_max_age_s: float = 60.0,
+        queue: approvals.ApprovalQueue | None = None,
+        approval_ttl_s: float = 3600.0,
     ) -> None:
         self.world = world
         self.slots = list(slots)
@@ -66,6 +68,8 @@ class Runner:
         self._clock = clock
         self.elector = elector
         self.resume_max_age_s = resume_max_age_s
+        self.queue = queue
+        self.approval_ttl_s = approval_ttl_s
         self._leading = False
         self._remembered: set[tuple[float, str, str]] = set()
 
@@ -90,7 +94,15 @@ class Runner:
                 return Step(time=t, leader=True, error=str(e), duration_s=self._clock.now() - start)
         counting = _Counting(self.world)
         try:
-            report = cycles.run_cycle(counting, self.slots, self.gov, self.audit_log, t)
+            report = cycles.run_cycle(
+                counting,
+                self.slots,
+                self.gov,
+                self.audit_log,
+                t,
+                queue=self.queue,
+                approval_ttl_s=self.approval_ttl_s,
+            )
         except errors.KopilotError as e:
             log.warning("cycle at %.0f failed: %s", t, e)
             return Step(

@@ -13,7 +13,7 @@ from kopilot.governance import audit, governor, guardrails, verdicts
 from kopilot.kits import randomness
 from kopilot.loop import cycles
 from kopilot.model import decisions, resources, series
-from kopilot.scaling import hpa, kpa, planning, policies
+from kopilot.scaling import hpa, kpa, planning
 from kopilot.scaling.keda import behaviour
 from kopilot.sim import scenarios, serving
 from kopilot.traces import genai
@@ -33,8 +33,6 @@ def scaling_policy(name: str) -> decisions.Policy[Any]:
             return kpa.KpaPolicy()
         case "kopilot":
             return planning.ForecastPolicy()
-        case "kopilot-simple":
-            return policies.PredictivePolicy()
         case _:
             raise ValueError(
                 f"unknown scaling policy {name!r}; choose from {list(scenarios.SCALING_POLICIES)}"

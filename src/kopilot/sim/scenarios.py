@@ -16,7 +16,7 @@ import pydantic
 from kopilot.kits import yamlfiles
 from kopilot.model import errors
 
-SCALING_POLICIES: tuple[str, ...] = ("hpa", "keda", "kpa", "kopilot", "kopilot-simple")
+SCALING_POLICIES: tuple[str, ...] = ("hpa", "keda", "kpa", "kopilot")
 """Scaling policies the twin knows by name."""
 
 
