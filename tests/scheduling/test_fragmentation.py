@@ -85,3 +85,13 @@ def test_reserve_keeps_flexible_pods_off_a_model_only_constrained_pods_can_use()
     pinned, _ = f.delta(pod("pinned", gpus_=1, models="T4"), only_t4)
     unreserved, _ = plain.delta(pod("pinned", gpus_=1, models="T4"), only_t4)
     assert pinned[0] == unreserved[0]  # a pod with no choice pays no reserve cost
+
+
+def test_stranding_is_off_when_the_workload_needs_more_cpu_per_gpu_than_the_cluster_has() -> None:
+    cl = state.ClusterState([node("n0", gpus_=2, cpu=20_000)])  # 10 CPU per GPU
+    light = fragmentation.workload_from([pod("a", cpu=4000, gpus_=1)])
+    heavy = fragmentation.workload_from([pod("a", cpu=4000, gpus_=1), pod("c", cpu=30_000)])
+    assert not fragmentation.cpu_oversubscribed(cl, light)
+    assert fragmentation.cpu_oversubscribed(cl, heavy)
+    assert fragmentation.Fragmentation(cl, light, stranding=1.0).stranding == 1.0
+    assert fragmentation.Fragmentation(cl, heavy, stranding=1.0).stranding == 0.0

@@ -53,6 +53,9 @@ class Workload:
     """The target workload: typical task shapes and how often each arrives."""
 
     shapes: tuple[TaskShape, ...]
+    cpu_per_gpu_milli: float | None = None
+    """CPU milli asked per milli-GPU by all the pods the workload was built from (every pod,
+    not only the shapes kept)."""
 
     @property
     def size(self) -> int:
@@ -69,10 +72,13 @@ def workload_from(
     a shape's weight is its GPU demand instead of its pod count.
     """
     counts: Counter[tuple[int, int, int, frozenset[str]]] = Counter()
+    all_cpu = all_gpu = 0
     memory: dict[tuple[int, int, int, frozenset[str]], int] = {}
     for d in items:
         if d.kind == "mig":
             continue
+        all_cpu += d.cpu_milli
+        all_gpu += d.gpu_milli_total
         key = (d.cpu_milli, d.per_gpu_milli, d.gpu_count, d.models)
         weight = d.gpu_milli_total / resources.GPU_MILLI if by_gpu else 1.0
         counts[key] += weight  # type: ignore[assignment]
@@ -97,7 +103,7 @@ def workload_from(
         covered += n / total
         if covered >= coverage - 1e-12:
             break
-    return Workload(shapes=tuple(shapes))
+    return Workload(shapes=tuple(shapes), cpu_per_gpu_milli=all_cpu / all_gpu if all_gpu else None)
 
 
 class Fragmentation:
@@ -130,6 +136,11 @@ class Fragmentation:
         gpu_milli = float((self.p * self.m * self.k).sum())
         self.cpu_per_milli = float((self.p * self.c * (self.k > 0)).sum()) / max(gpu_milli, 1.0)
         self.mem_per_milli = float((self.p * self.mem * (self.k > 0)).sum()) / max(gpu_milli, 1.0)
+        if self.stranding and cpu_oversubscribed(cluster, workload):
+            # Every pod together needs more CPU per GPU than the cluster has: some GPUs will be
+            # CPU-starved whatever the placement, and steering by stranding measured worse
+            # than plain fragmentation on such workloads (openb cpu250/cpu300).
+            self.stranding = 0.0
         gpu_shape = self.k > 0
         access = np.zeros((len(cluster), len(shapes)), dtype=np.bool_)
         for t, s in enumerate(shapes):
@@ -289,6 +300,21 @@ class Fragmentation:
         mean = float(self.pressure[ids].mean())
         out: FloatArray = np.maximum(0.0, self.pressure[cl.model_id[nodes]] - mean)
         return out
+
+
+def cpu_demand_per_milli(workload: Workload) -> float:
+    """CPU milli the workload asks per milli-GPU, CPU-only tasks included."""
+    if workload.cpu_per_gpu_milli is not None:
+        return workload.cpu_per_gpu_milli
+    gpu = sum(s.popularity * s.milli * s.count for s in workload.shapes)
+    cpu = sum(s.popularity * s.cpu_milli for s in workload.shapes)
+    return cpu / gpu if gpu > 0 else float("inf")
+
+
+def cpu_oversubscribed(cluster: state.ClusterState, workload: Workload) -> bool:
+    """True when the workload needs more CPU per GPU than the cluster's nodes have."""
+    supply = float(cluster.cpu_cap.sum()) / max(cluster.gpu_cap_milli, 1)
+    return cpu_demand_per_milli(workload) >= supply
 
 
 def model_pressure(cluster: state.ClusterState, workload: Workload) -> FloatArray:
