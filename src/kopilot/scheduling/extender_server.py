@@ -24,6 +24,7 @@ MAX_BODY = 64 * 1024 * 1024
 class _Handler(server.BaseHTTPRequestHandler):
     extender: extending.Extender
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: no line per request
         return
