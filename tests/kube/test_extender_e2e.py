@@ -1,0 +1,204 @@
+"""The real kube-scheduler calls `kopilot extender` (filter, prioritize, bind) for GPU pods.
+
+A second kube-scheduler runs beside the fixture's, with a KubeSchedulerConfiguration whose
+extender is a `kopilot extender` process on 127.0.0.1 (the documented configuration). 120 kwok
+nodes advertise 8 GPUs each: half are labelled A100, half T4. Pods ask for whole GPUs and say,
+through kopilot's annotation, that only T4s will do. The stock scheduler cannot read that
+annotation, so only the extender's filter can keep them off the A100s; and since the extender is
+the binder (bindVerb), every binding goes through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kopilot.kube import apis, controlplane, failures
+from tests.kube import conftest, live
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+NODES = int(os.environ.get("E2E_NODES", "120"))
+PODS = int(os.environ.get("E2E_PODS", "100"))
+SCHEDULER = "kopilot-scheduler"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def _nodes(api: apis.Api, group: str) -> Iterator[tuple[list[str], list[str]]]:
+    t4 = [f"x-{group}-t4-{i}" for i in range(NODES // 2)]
+    a100 = [f"x-{group}-a100-{i}" for i in range(NODES // 2)]
+    capacity = {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": "8"}
+    try:
+        for names, product in ((t4, "T4"), (a100, "A100-80GB")):
+            for name in names:
+                api.post(
+                    "/api/v1/nodes",
+                    {
+                        "metadata": {
+                            "name": name,
+                            "labels": {
+                                "e2e-group": group,
+                                "type": "kwok",
+                                "nvidia.com/gpu.product": product,
+                            },
+                            "annotations": {"kwok.x-k8s.io/node": "fake"},
+                        },
+                        "status": {"capacity": capacity, "allocatable": capacity},
+                    },
+                    "create node",
+                )
+        live.wait_for(
+            f"{NODES} kwok GPU nodes Ready",
+            lambda: live.all_ready(api, t4 + a100) or None,
+            timeout=120,
+        )
+        yield t4, a100
+    finally:
+        with contextlib.suppress(failures.KubeError):
+            api.call(
+                "DELETE",
+                "/api/v1/nodes",
+                "delete nodes",
+                query={"labelSelector": f"e2e-group={group}"},
+            )
+
+
+def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
+    control_plane: controlplane.ControlPlane,
+    api_client: object,
+    tmp_path: Path,
+) -> None:
+    api = live.make_api(api_client)  # type: ignore[arg-type]
+    port = _free_port()
+    config = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(control_plane.kubeconfig)},
+        "leaderElection": {"leaderElect": False},
+        "profiles": [{"schedulerName": SCHEDULER}],
+        "extenders": [
+            {
+                "urlPrefix": f"http://127.0.0.1:{port}",
+                "filterVerb": "filter",
+                "prioritizeVerb": "prioritize",
+                "bindVerb": "bind",
+                "weight": 5,
+                "enableHTTPS": False,
+                "nodeCacheCapable": False,
+                "managedResources": [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}],
+            }
+        ],
+    }
+    config_path = tmp_path / "scheduler.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    group = uuid.uuid4().hex[:6]
+    kopilot = [
+        sys.executable,
+        "-m",
+        "kopilot.cli",
+        "extender",
+        "--port",
+        str(port),
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+    ]
+    scheduler = [
+        str(conftest.binaries().path("kube-scheduler")),
+        f"--config={config_path}",
+        f"--secure-port={_free_port()}",
+        "--bind-address=127.0.0.1",
+        f"--cert-dir={tmp_path / 'certs'}",
+    ]
+    with (
+        _nodes(api, group) as (t4, _a100),
+        live.namespace(api) as ns,
+        _process(kopilot, tmp_path / "extender.log") as ext,
+        _process(scheduler, tmp_path / "scheduler.log") as sched,
+    ):
+        live.wait_for("the extender to listen", lambda: _listening(port) or None, timeout=60)
+        for i in range(PODS):
+            api.post(
+                f"/api/v1/namespaces/{ns}/pods",
+                {
+                    "metadata": {
+                        "name": f"train-{i}",
+                        "annotations": {"kopilot.io/gpu-models": "T4"},
+                    },
+                    "spec": {
+                        "schedulerName": SCHEDULER,
+                        "tolerations": [
+                            {
+                                "key": "kwok.x-k8s.io/node",
+                                "operator": "Exists",
+                                "effect": "NoSchedule",
+                            }
+                        ],
+                        "containers": [
+                            {
+                                "name": "c",
+                                "image": "fake",
+                                "resources": {"limits": {"nvidia.com/gpu": "2"}},
+                            }
+                        ],
+                    },
+                },
+                "create pod",
+            )
+
+        def placed() -> list[dict[str, object]] | None:
+            assert ext.poll() is None, (tmp_path / "extender.log").read_text()[-2000:]
+            assert sched.poll() is None, (tmp_path / "scheduler.log").read_text()[-2000:]
+            pods = api.get(f"/api/v1/namespaces/{ns}/pods", "list pods")["items"]
+            running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+            return running if len(running) == PODS else None
+
+        try:
+            running = live.wait_for(f"{PODS} GPU pods Running", placed, timeout=240)
+        except BaseException:
+            pods = api.get(f"/api/v1/namespaces/{ns}/pods", "list pods")["items"]
+            events = api.get(f"/api/v1/namespaces/{ns}/events", "list events")["items"]
+            print("POD0", pods[0].get("status"), pods[0]["spec"].get("nodeName"))
+            print("EVENTS", [(e.get("reason"), e.get("message")) for e in events[-5:]])
+            raise
+        where = [p["spec"]["nodeName"] for p in running]  # type: ignore[index]
+        assert set(where) <= set(t4), "a pod that asked for T4s landed elsewhere"
+        # 100 pods x 2 GPUs on 60 T4 nodes x 8 GPUs: only packing-aware placement leaves whole
+        # nodes free; every node holds at most 4 such pods.
+        per_node = {n: where.count(n) for n in set(where)}
+        assert max(per_node.values()) <= 4
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
