@@ -1,1 +1,1 @@
-"""kopilot.traces."""
+"""Loaders for real traces and metric exports. Each validates its input and names file, line and reason."""
