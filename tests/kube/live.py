@@ -59,8 +59,10 @@ def namespace(api: apis.Api) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def node_group(api: apis.Api, count: int, *, gpus: int = 8) -> Iterator[list[str]]:
-    """`count` kwok nodes with `gpus` A100s each, Ready; deleted afterwards."""
+def node_group(
+    api: apis.Api, count: int, *, gpus: int = 8, labels: dict[str, str] | None = None
+) -> Iterator[list[str]]:
+    """`count` kwok nodes with `gpus` A100s each (or what `labels` say), Ready; deleted afterwards."""
     group = uuid.uuid4().hex[:8]
     names = [f"n-{group}-{i}" for i in range(count)]
     capacity = {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": str(gpus)}
@@ -75,6 +77,7 @@ def node_group(api: apis.Api, count: int, *, gpus: int = 8) -> Iterator[list[str
                             GROUP_LABEL: group,
                             "type": "kwok",
                             "nvidia.com/gpu.product": "A100-80GB",
+                            **(labels or {}),
                         },
                         "annotations": {"kwok.x-k8s.io/node": "fake"},
                     },

@@ -15,14 +15,13 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from kopilot.kube import apis, controlplane, failures
+from kopilot.kube import controlplane
 from tests.kube import conftest, live
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -53,46 +52,6 @@ def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait()
 
 
-@contextlib.contextmanager
-def _nodes(api: apis.Api, group: str) -> Iterator[tuple[list[str], list[str]]]:
-    t4 = [f"x-{group}-t4-{i}" for i in range(NODES // 2)]
-    a100 = [f"x-{group}-a100-{i}" for i in range(NODES // 2)]
-    capacity = {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": "8"}
-    try:
-        for names, product in ((t4, "T4"), (a100, "A100-80GB")):
-            for name in names:
-                api.post(
-                    "/api/v1/nodes",
-                    {
-                        "metadata": {
-                            "name": name,
-                            "labels": {
-                                "e2e-group": group,
-                                "type": "kwok",
-                                "nvidia.com/gpu.product": product,
-                            },
-                            "annotations": {"kwok.x-k8s.io/node": "fake"},
-                        },
-                        "status": {"capacity": capacity, "allocatable": capacity},
-                    },
-                    "create node",
-                )
-        live.wait_for(
-            f"{NODES} kwok GPU nodes Ready",
-            lambda: live.all_ready(api, t4 + a100) or None,
-            timeout=120,
-        )
-        yield t4, a100
-    finally:
-        with contextlib.suppress(failures.KubeError):
-            api.call(
-                "DELETE",
-                "/api/v1/nodes",
-                "delete nodes",
-                query={"labelSelector": f"e2e-group={group}"},
-            )
-
-
 def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
     control_plane: controlplane.ControlPlane,
     api_client: object,
@@ -121,7 +80,6 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
     }
     config_path = tmp_path / "scheduler.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    group = uuid.uuid4().hex[:6]
     kopilot = [
         sys.executable,
         "-m",
@@ -140,7 +98,8 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
         f"--cert-dir={tmp_path / 'certs'}",
     ]
     with (
-        _nodes(api, group) as (t4, _a100),
+        live.node_group(api, NODES // 2, labels={"kopilot.io/gpu-model": "T4"}) as t4,
+        live.node_group(api, NODES // 2, labels={"kopilot.io/gpu-model": "A100-80GB"}),
         live.namespace(api) as ns,
         _process(kopilot, tmp_path / "extender.log") as ext,
         _process(scheduler, tmp_path / "scheduler.log") as sched,
