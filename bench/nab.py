@@ -25,8 +25,9 @@ import nab_corpus
 import nab_detectors
 from kopilot.health import nab_scoring, streaming
 from kopilot.model import errors
+from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 DEV_DATA = SHARED / "nab-dev" / "data"
 DEV_LABELS = SHARED / "nab-dev" / "labels" / "combined_windows.json"
 DEV_PROFILES = SHARED / "nab-dev" / "profiles.json"

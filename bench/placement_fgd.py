@@ -29,8 +29,9 @@ from kopilot.kits import randomness
 from kopilot.model import resources
 from kopilot.scheduling import demands, framework, placing, profiles, state
 from kopilot.traces import openb
+from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
 
-DATA = Path("/work/shared/data/alibaba-gpu-2023")
+DATA = SHARED_DATA / "alibaba-gpu-2023"
 NODES = DATA / "openb_node_list_gpu_node.csv"
 VARIANTS = (
     "default",

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-DATA = Path("/work/shared/data")
+from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
+
+DATA = SHARED_DATA
 PEAK_REPLICAS = 30
 BASELINE_UTILIZATION = 0.7
 COLD_QUANTILE = 0.95

@@ -18,9 +18,10 @@ import argparse
 import random
 import statistics
 import time
-from pathlib import Path
 
-DATA = Path("/work/shared/data/crane-dsp-testdata/input1.csv")
+from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
+
+DATA = SHARED_DATA / "crane-dsp-testdata" / "input1.csv"
 
 
 def main() -> None:

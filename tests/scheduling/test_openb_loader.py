@@ -8,8 +8,9 @@ import pytest
 
 from kopilot.model import errors
 from kopilot.traces import openb
+from tests.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data/alibaba-gpu-2023")
+DATA = SHARED_DATA / "alibaba-gpu-2023"
 HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
 
 

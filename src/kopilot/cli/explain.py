@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from importlib import resources as importlib_resources
 from pathlib import Path
 
 import typer
 
 from kopilot.cli.app import app
 
-DATA = Path("/work/shared/data/alibaba-gpu-2023")
+DATA = Path(str(importlib_resources.files("kopilot") / "data"))
+"""The bundled openb node and pod lists (see kopilot/data/SOURCE.md)."""
 
 
 @app.command()
