@@ -32,6 +32,11 @@ def rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, s
             for row in reader:
                 if None in row:
                     raise TraceError(f"{path}, line {reader.line_num}: more fields than the header")
+                if any(v is None for v in row.values()):
+                    raise TraceError(
+                        f"{path}, line {reader.line_num}: fewer fields than the header's "
+                        f"{len(header)} columns; check for missing commas"
+                    )
                 yield reader.line_num, row
         except csv.Error as e:
             raise TraceError(f"{path}, line {reader.line_num}: {e}") from e

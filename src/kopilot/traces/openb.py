@@ -13,13 +13,13 @@ the field, and saying what was expected.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from kopilot.model import cluster, errors, resources
+from kopilot.traces import csvs
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_COLUMNS = (
@@ -93,27 +93,8 @@ class _Row:
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[_Row]:
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as e:
-        raise errors.InvalidInputError(f"{path}: cannot open the trace file: {e}") from e
-    with handle:
-        reader = csv.DictReader(handle)
-        header = tuple(reader.fieldnames or ())
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise errors.InvalidInputError(
-                f"{path}:1: header lacks column(s) {', '.join(missing)}; "
-                f"expected the columns {','.join(columns)}"
-            )
-        for values in reader:
-            line = reader.line_num
-            if None in values or any(v is None for v in values.values()):
-                raise errors.InvalidInputError(
-                    f"{path}:{line}: row has {len(header)} columns expected, "
-                    "a different number found; check for stray or missing commas"
-                )
-            yield _Row(path, line, values)
+    for line, values in csvs.rows(path, columns):
+        yield _Row(path, line, values)
 
 
 def load_nodes(path: str | Path) -> tuple[cluster.Node, ...]:
