@@ -7,14 +7,16 @@ makes its own nodes (by a label of its own) and namespace, and removes them.
 
 from __future__ import annotations
 
-import time
+import functools
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
+
+from tests.kube import live
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -59,16 +61,8 @@ def make_deployment(name: str, *, replicas: int, group: str, limits: dict[str, s
     )
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 180.0) -> T:
-    """Poll `probe` until it returns a value; fail with `what` (and its last value) on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
+wait_for = functools.partial(live.wait_for, timeout=180.0)
+"""Scheduling 100 pods on a shared machine can take minutes: a longer default wait."""
 
 
 @pytest.fixture
