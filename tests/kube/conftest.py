@@ -7,6 +7,7 @@ under CI=true, so a CI run can never pass by silently not starting the control p
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +46,20 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlp
     missing = found.missing()
     if missing:
         _missing(f"control-plane binaries ({', '.join(missing)})", found.bin_dir)
-    workdir = tmp_path_factory.mktemp("controlplane")
-    with controlplane.running(binaries=found, workdir=workdir, clock=clocks.WallClock()) as cp:
+    with contextlib.ExitStack() as stack:
+        for attempt in (1, 2):
+            # Free ports are picked, then released before the components bind them: on a busy
+            # machine another process can take one in between. That start-up fault (only) is
+            # worth one more try with fresh ports; a second failure is reported as it is.
+            workdir = tmp_path_factory.mktemp("controlplane")
+            try:
+                cp = stack.enter_context(
+                    controlplane.running(binaries=found, workdir=workdir, clock=clocks.WallClock())
+                )
+                break
+            except controlplane.ControlPlaneError:
+                if attempt == 2:
+                    raise
         yield cp
 
 

@@ -18,7 +18,16 @@ Evidence = Mapping[str, float | int | str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Scale:
+class Proposal:
+    """What every action carries: why, the figures behind it, and which policy proposed it."""
+
+    reason: str
+    evidence: Evidence = field(default_factory=dict)
+    policy: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scale(Proposal):
     """Set a service's desired replica count (the Deployment's scale subresource)."""
 
     kind: ClassVar[str] = "Scale"
@@ -26,9 +35,6 @@ class Scale:
     service: str
     replicas: int
     current: int
-    reason: str
-    evidence: Evidence = field(default_factory=dict)
-    policy: str = ""
 
     @property
     def target(self) -> str:
@@ -40,7 +46,7 @@ class Scale:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Bind:
+class Bind(Proposal):
     """Bind a pending pod to a node (and to specific GPUs / a MIG slice on it)."""
 
     kind: ClassVar[str] = "Bind"
@@ -48,9 +54,6 @@ class Bind:
     pod: str
     node: str
     gpu_indices: tuple[int, ...] = ()
-    reason: str
-    evidence: Evidence = field(default_factory=dict)
-    policy: str = ""
 
     @property
     def target(self) -> str:
@@ -62,7 +65,7 @@ class Bind:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Repartition:
+class Repartition(Proposal):
     """Change the MIG geometry of one GPU (drains the GPU's MIG instances first)."""
 
     kind: ClassVar[str] = "Repartition"
@@ -70,9 +73,6 @@ class Repartition:
     node: str
     gpu_index: int
     layout: gpus.MigLayout
-    reason: str
-    evidence: Evidence = field(default_factory=dict)
-    policy: str = ""
 
     @property
     def target(self) -> str:
@@ -84,16 +84,13 @@ class Repartition:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Restart:
+class Restart(Proposal):
     """Restart a pod (delete it so its controller replaces it)."""
 
     kind: ClassVar[str] = "Restart"
     disruptive: ClassVar[bool] = True
     pod: str
     service: str | None = None
-    reason: str
-    evidence: Evidence = field(default_factory=dict)
-    policy: str = ""
 
     @property
     def target(self) -> str:
@@ -105,7 +102,7 @@ class Restart:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Cordon:
+class Cordon(Proposal):
     """Mark a node unschedulable (or schedulable again with `uncordon=True`); optionally drain it."""
 
     kind: ClassVar[str] = "Cordon"
@@ -113,9 +110,6 @@ class Cordon:
     node: str
     uncordon: bool = False
     drain: bool = False
-    reason: str
-    evidence: Evidence = field(default_factory=dict)
-    policy: str = ""
 
     @property
     def target(self) -> str:
@@ -133,7 +127,7 @@ class Severity(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Alert:
+class Alert(Proposal):
     """Tell a person: an event on the object and a notification, with the evidence."""
 
     kind: ClassVar[str] = "Alert"
@@ -141,9 +135,6 @@ class Alert:
     subject: str
     severity: Severity = Severity.WARNING
     summary: str
-    reason: str
-    evidence: Evidence = field(default_factory=dict)
-    policy: str = ""
 
     @property
     def target(self) -> str:
@@ -156,7 +147,7 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Recommend:
+class Recommend(Proposal):
     """A recommendation for a person or a later action: e.g. a container's new requests."""
 
     kind: ClassVar[str] = "Recommend"
@@ -165,9 +156,6 @@ class Recommend:
     resource: str
     current: float
     recommended: float
-    reason: str
-    evidence: Evidence = field(default_factory=dict)
-    policy: str = ""
 
     @property
     def target(self) -> str:
