@@ -62,11 +62,14 @@ def test_nab_counts_per_bucket_become_rates_and_keep_gaps(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        ("ts,value\n1,2\n2,abc\n", ":3: field 'value' is 'abc', not a number"),
-        ("ts,value\n1,2\n2,nan\n", ":3: field 'value' is 'nan', not finite"),
-        ("ts,value\n1,2\n2,-4\n", ":3: field 'value' is -4, below the minimum 0"),
-        ("ts,value\n1,2\n2,3,4\n", ":3: 3 fields, the header has 2"),
-        ("time,v\n1,2\n", ":1: header ['time', 'v'] lacks column(s) ['ts', 'value']"),
+        ("ts,value\n1,2\n2,abc\n", "line 3: value='abc' is not a number"),
+        ("ts,value\n1,2\n2,nan\n", "line 3: value='nan' is not a finite number"),
+        ("ts,value\n1,2\n2,-4\n", "line 3: value=-4 is below 0"),
+        ("ts,value\n1,2\n2,3,4\n", "line 3: more fields than the header"),
+        (
+            "time,v\n1,2\n",
+            "line 1: missing column(s) ['ts', 'value']; the header has ['time', 'v']",
+        ),
         ("ts,value\n5,2\n4,3\n", "not after the one before it"),
     ],
 )
@@ -81,7 +84,7 @@ def test_bad_rows_name_file_line_and_reason(tmp_path: Path, body: str, needle: s
 def test_bad_timestamp_names_the_line(tmp_path: Path) -> None:
     p = _write(tmp_path, "bad.csv", "timestamp,value\n2014-04-10 00:00:00,3\nyesterday,4\n")
     with pytest.raises(
-        errors.InvalidInputError, match=r"bad.csv:3: field 'timestamp' is 'yesterday'"
+        errors.InvalidInputError, match=r"bad.csv, line 3: timestamp='yesterday' is not a"
     ):
         demand.load_nab(p)
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kopilot.model import errors, series
+from kopilot.traces import csvs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,49 +42,6 @@ class DemandTrace:
     """Request rate (req/s) per sample time (s since the epoch); gaps are absent samples."""
 
 
-def _rows(path: Path, expected: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """The rows of a CSV file with their line numbers, after checking its header."""
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as e:
-        raise errors.InvalidInputError(f"{path}: cannot open ({e.strerror})") from e
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise errors.InvalidInputError(f"{path}:1: empty file; expected a header {expected}")
-        header = [h.strip() for h in header]
-        missing = [c for c in expected if c not in header]
-        if missing:
-            raise errors.InvalidInputError(
-                f"{path}:1: header {header} lacks column(s) {missing}; expected {list(expected)}"
-            )
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise errors.InvalidInputError(
-                    f"{path}:{reader.line_num}: {len(row)} fields, the header has {len(header)}"
-                )
-            yield reader.line_num, dict(zip(header, row, strict=True))
-
-
-def _number(path: Path, line: int, field: str, text: str, *, minimum: float | None = 0.0) -> float:
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise errors.InvalidInputError(
-            f"{path}:{line}: field {field!r} is {text!r}, not a number"
-        ) from e
-    if not math.isfinite(value):
-        raise errors.InvalidInputError(f"{path}:{line}: field {field!r} is {text!r}, not finite")
-    if minimum is not None and value < minimum:
-        raise errors.InvalidInputError(
-            f"{path}:{line}: field {field!r} is {value:g}, below the minimum {minimum:g}"
-        )
-    return value
-
-
 def _timestamp(path: Path, line: int, field: str, text: str) -> float:
     """Seconds since the epoch from `YYYY-MM-DD HH:MM:SS[.fffffff]` (read as UTC)."""
     body = text.strip()
@@ -94,8 +51,8 @@ def _timestamp(path: Path, line: int, field: str, text: str) -> float:
     try:
         stamp = dt.datetime.fromisoformat(body)
     except ValueError as e:
-        raise errors.InvalidInputError(
-            f"{path}:{line}: field {field!r} is {text!r}, not a 'YYYY-MM-DD HH:MM:SS' time"
+        raise csvs.TraceError(
+            f"{path}, line {line}: {field}={text!r} is not a 'YYYY-MM-DD HH:MM:SS' time"
         ) from e
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
@@ -127,9 +84,9 @@ def load_alibaba_qps(path: Path | str, *, name: str | None = None) -> DemandTrac
     """Alibaba GenTD26 `qps.csv`: per-container QPS samples, summed per timestamp."""
     p = Path(path)
     totals: dict[float, float] = {}
-    for line, row in _rows(p, ("timestamp_anon", "value")):
-        t = _number(p, line, "timestamp_anon", row["timestamp_anon"], minimum=None)
-        totals[t] = totals.get(t, 0.0) + _number(p, line, "value", row["value"])
+    for line, row in csvs.rows(p, ("timestamp_anon", "value")):
+        t = csvs.number(p, line, row, "timestamp_anon")
+        totals[t] = totals.get(t, 0.0) + csvs.number(p, line, row, "value", minimum=0.0)
     ordered = sorted(totals)
     return _trace(p, name or p.stem, ordered, [totals[t] for t in ordered])
 
@@ -142,7 +99,7 @@ def load_azure_llm(
         raise errors.InvalidInputError(f"azure trace: step_s must be > 0, got {step_s}")
     p = Path(path)
     stamps: list[float] = []
-    for line, row in _rows(p, ("TIMESTAMP",)):
+    for line, row in csvs.rows(p, ("TIMESTAMP",)):
         stamps.append(_timestamp(p, line, "TIMESTAMP", row["TIMESTAMP"]))
     if len(stamps) < 2:
         raise errors.InvalidInputError(f"{p}: fewer than 2 requests; cannot make a rate series")
@@ -165,9 +122,9 @@ def load_nab(path: Path | str, *, name: str | None = None) -> DemandTrace:
     p = Path(path)
     times: list[float] = []
     values: list[float] = []
-    for line, row in _rows(p, ("timestamp", "value")):
+    for line, row in csvs.rows(p, ("timestamp", "value")):
         times.append(_timestamp(p, line, "timestamp", row["timestamp"]))
-        values.append(_number(p, line, "value", row["value"]))
+        values.append(csvs.number(p, line, row, "value", minimum=0.0))
     trace = _trace(p, name or p.stem, times, values)
     rate = trace.demand.values / trace.step_s
     return DemandTrace(
@@ -183,9 +140,9 @@ def load_crane(path: Path | str, *, name: str | None = None) -> DemandTrace:
     p = Path(path)
     times: list[float] = []
     values: list[float] = []
-    for line, row in _rows(p, ("ts", "value")):
-        times.append(_number(p, line, "ts", row["ts"], minimum=None))
-        values.append(_number(p, line, "value", row["value"]))
+    for line, row in csvs.rows(p, ("ts", "value")):
+        times.append(csvs.number(p, line, row, "ts"))
+        values.append(csvs.number(p, line, row, "value", minimum=0.0))
     return _trace(p, name or p.stem, times, values)
 
 
@@ -215,8 +172,8 @@ def load_cold_starts(path: Path | str) -> np.ndarray:
     """Cold-start samples in seconds from Alibaba's `basemodel_update_latency_anon.csv` (ms)."""
     p = Path(path)
     out: list[float] = []
-    for line, row in _rows(p, ("value",)):
-        ms = _number(p, line, "value", row["value"])
+    for line, row in csvs.rows(p, ("value",)):
+        ms = csvs.number(p, line, row, "value", minimum=0.0)
         if ms <= 0:
             raise errors.InvalidInputError(f"{p}:{line}: latency must be > 0 ms, got {ms:g}")
         out.append(ms / 1000.0)
