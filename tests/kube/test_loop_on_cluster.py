@@ -16,8 +16,9 @@ import pytest
 from kubernetes import client as k8s_client
 
 from kopilot.governance import audit, governor, guardrails, verdicts
+from kopilot.health import readiness
 from kopilot.kits import clocks
-from kopilot.kube import controlplane, readiness, running, worlds
+from kopilot.kube import controlplane, running, worlds
 from kopilot.loop import cycles
 from kopilot.scaling import planning
 from tests.kube import live

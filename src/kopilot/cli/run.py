@@ -146,8 +146,9 @@ def run(
     from rich.console import Console
 
     from kopilot.governance import approvals, audit, governor, guardrails, policyfile
+    from kopilot.health import readiness
     from kopilot.kits import clocks, randomness
-    from kopilot.kube import leases, readiness, running, worlds
+    from kopilot.kube import leases, running, worlds
     from kopilot.loop import cycles
     from kopilot.metrics import exporter as exporter_
     from kopilot.metrics import prometheus

@@ -4,7 +4,7 @@ the ones it cordoned once they are healthy again; the governor bounds how many."
 from __future__ import annotations
 
 from kopilot.governance import governor, guardrails, verdicts
-from kopilot.kube import readiness
+from kopilot.health import readiness
 from kopilot.model import actions, cluster
 
 

@@ -6,8 +6,9 @@ the nodes this policy cordoned are proposed for uncordoning. The governor decide
 cordoned at once (blast radius) and how often (cool-downs): this policy proposes them all, sorted
 by name so that its proposals are deterministic.
 
-It lives beside the live adapter because only the live adapter sees node readiness; it is pure
-(`decide(snapshot, state, now)`), like every policy.
+Only the live adapter (`kopilot.kube`) fills in node readiness today, so `kopilot run` is where it
+runs; it is pure (`decide(snapshot, state, now)`), like every policy, and reads nothing but the
+snapshot.
 """
 
 from __future__ import annotations
