@@ -52,6 +52,7 @@ class Job:
     seed: int
     quantile: float
     headrooms: tuple[float | None, ...]
+    spares: tuple[float, ...]
 
 
 def _load(job: Job) -> tuple[np.ndarray, np.ndarray, float]:
@@ -75,11 +76,13 @@ def _load(job: Job) -> tuple[np.ndarray, np.ndarray, float]:
     return t, v, step
 
 
-def kopilot_name(i: int, headroom: float | None) -> str:
-    return "kopilot" if i == 0 else f"kopilot-h{headroom}"
+def kopilot_name(i: int, headroom: float | None, spare: float) -> str:
+    return "kopilot" if i == 0 else f"kopilot-h{headroom}-s{spare}"
 
 
-def _policies(quantile: float, headrooms: tuple[float | None, ...]) -> list[Any]:
+def _policies(
+    quantile: float, headrooms: tuple[float | None, ...], spares: tuple[float, ...]
+) -> list[Any]:
     from kopilot.scaling import hpa, kpa, planning
     from kopilot.scaling.keda import behaviour
 
@@ -87,10 +90,10 @@ def _policies(quantile: float, headrooms: tuple[float | None, ...]) -> list[Any]
     return [
         *(
             planning.ForecastPolicy(
-                settings=planning.PlanSettings(quantile=quantile, headroom=h),
-                name=kopilot_name(i, h),
+                settings=planning.PlanSettings(quantile=quantile, headroom=h, spare=sp),
+                name=kopilot_name(i, h, sp),
             )
-            for i, h in enumerate(headrooms)
+            for i, (h, sp) in enumerate(zip(headrooms, spares, strict=True))
         ),
         hpa.HpaPolicy(settings=hpa_settings),
         behaviour.KedaPolicy(settings=behaviour.KedaSettings(hpa=hpa_settings)),
@@ -145,7 +148,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "actions": orc.starts,
         "seconds": 0.0,
     }
-    for policy in _policies(job.quantile, job.headrooms):
+    for policy in _policies(job.quantile, job.headrooms, job.spares):
         world = serving.ServingWorld(
             spec,
             trace,
@@ -192,12 +195,23 @@ SERIES: tuple[tuple[str, str, str], ...] = (
 
 
 def jobs(
-    max_days: float | None, seed: int, quantile: float, headrooms: tuple[float | None, ...]
+    max_days: float | None,
+    seed: int,
+    quantile: float,
+    headrooms: tuple[float | None, ...],
+    spares: tuple[float, ...] | None = None,
 ) -> list[Job]:
+    spares = spares if spares is not None else (planning_default_spare(),) * len(headrooms)
     return [
-        Job(name, loader, str(DATA / rel), max_days, seed, quantile, headrooms)
+        Job(name, loader, str(DATA / rel), max_days, seed, quantile, headrooms, spares)
         for name, loader, rel in SERIES
     ]
+
+
+def planning_default_spare() -> float:
+    from kopilot.scaling import planning
+
+    return planning.PlanSettings().spare
 
 
 def verdict(row: dict[str, Any], name: str = "kopilot") -> tuple[bool, bool]:
@@ -230,12 +244,22 @@ def main() -> None:
         help="kopilot's spare-capacity budget for choosing its quantile (negative: fixed "
         "quantile); repeat to run more kopilot configurations side by side (default: 0.4 and 0.8)",
     )
+    parser.add_argument(
+        "--spare",
+        type=float,
+        action="append",
+        help="kopilot's spare room over the current load, one per --headroom (default: the "
+        "policy's default for each)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     headrooms = tuple(None if h < 0 else h for h in (args.headroom or [0.4, 0.8]))
+    spares = tuple(args.spare) if args.spare else None
+    if spares is not None and len(spares) != len(headrooms):
+        parser.error("give one --spare per --headroom")
     todo = [
         j
-        for j in jobs(args.max_days, args.seed, args.quantile, headrooms)
+        for j in jobs(args.max_days, args.seed, args.quantile, headrooms, spares)
         if not args.only or j.name in args.only
     ]
     console = Console(width=max(150, Console().width))
@@ -254,7 +278,10 @@ def main() -> None:
     )
     for col in ("series", "days", "policy", "unserved %", "replica-h", "x oracle", "actions", "s"):
         table.add_column(col, justify="right" if col not in ("series", "policy") else "left")
-    names = [kopilot_name(i, h) for i, h in enumerate(headrooms)]
+    names = [
+        kopilot_name(i, h, sp)
+        for i, (h, sp) in enumerate(zip(headrooms, todo[0].spares, strict=True))
+    ]
     met = dict.fromkeys(names, 0)
     beat = dict.fromkeys(names, 0)
     for row in results:

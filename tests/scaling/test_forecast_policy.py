@@ -249,3 +249,43 @@ def test_decisions_are_pure() -> None:
     # The cached fit is reused on the next step (no refit), and gives the same plan.
     a3, s3 = _decide(POLICY, _svc(2), h, now, s1)
     assert s3[KEY].fitted is fitted and a3 == a1
+
+
+def test_recurring_rise_at_the_same_clock_time_is_planned_for() -> None:
+    # Flat demand of 10 req/s that jumps to 30 req/s at the same minute of every day.
+    day = 86400.0
+    t = np.arange(0.0, 4 * day, STEP)
+    v = np.full(t.size, 10.0)
+    jump = round(0.5 * day / STEP)
+    for d in range(4):
+        v[d * 1440 + jump : d * 1440 + jump + 30] = 30.0
+    now = 3 * day + jump * STEP - 2 * STEP
+    past = series.Series.of(t[t < now], v[t < now])
+    peak = planning.recurring_peak(past, now, 3 * STEP, days=3)
+    assert peak is not None
+    assert math.isclose(peak[1], 3.0)
+    assert math.isclose(peak[0], 30.0)
+    # Well before the jump, and on noise that does not rise at one time of day: no guard.
+    assert planning.recurring_peak(past, now - 3600.0, 3 * STEP, days=3) is None
+    rng = np.random.default_rng(3)
+    noisy = series.Series.of(t[t < now], 10.0 + rng.random(int((t < now).sum())))
+    found = planning.recurring_peak(noisy, now, 3 * STEP, days=3)
+    assert found is None or found[1] < 1.1
+    # Too little history for three days back.
+    assert planning.recurring_peak(past.since(now - 2 * day), now, 3 * STEP, days=3) is None
+
+
+def test_spare_room_over_the_current_load() -> None:
+    t = np.arange(0.0, 200 * STEP, STEP)
+    past = series.Series.of(t, 49.0 + np.random.default_rng(1).random(t.size))
+    now = float(t[-1] + STEP)
+    tight, _ = planning.plan_service(
+        _svc(5), past, planning.ServiceState(), now, planning.PlanSettings(spare=0.0)
+    )
+    roomy, _ = planning.plan_service(
+        _svc(5), past, planning.ServiceState(), now, planning.PlanSettings(spare=0.3)
+    )
+    assert not tight.gated and not roomy.gated
+    assert tight.replicas >= 5
+    # The last sample (about 50 req/s) with 30 % room needs 7 replicas of 10 req/s.
+    assert roomy.replicas >= 7

@@ -30,6 +30,8 @@ import numpy as np
 from kopilot.model import actions, cluster, decisions, series
 from kopilot.scaling import forecasters, forecasting, quality
 
+DAY = 86400.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlanSettings:
@@ -48,6 +50,13 @@ class PlanSettings:
     """When the current load is above the forecast's peak quantile (a surprise), plan for
     max(load + its last rise, load x (1 + surge)) until the forecast catches up; None: only
     the plain reactive floor."""
+    recurring_days: int = 3
+    """Recurring-rise guard: if demand rose at this time of day on most of the last this many
+    days (window peak after vs. before the same clock time), plan for the median of those rises
+    on top of the recent peak; 0 turns it off."""
+    spare: float = 0.0
+    """Reactive floor with spare room: never fewer replicas than the current load x (1 + spare)
+    needs (the forecast may ask for more, never for less)."""
     refit_every_s: float = 6 * 3600.0
     max_history_s: float = 14 * 86400.0
     idle_fraction: float = 0.01
@@ -88,6 +97,44 @@ def _previous_finite(history: series.Series) -> float | None:
     tail = history.values[-50:-1]
     ok = tail[np.isfinite(tail) & (tail >= 0)]
     return float(ok[-1]) if ok.size else None
+
+
+def _window_max(history: series.Series, start: float, end: float) -> float | None:
+    """The largest finite sample in (start, end]."""
+    t = history.times
+    lo = int(np.searchsorted(t, start, side="right"))
+    hi = int(np.searchsorted(t, end, side="right"))
+    vals = history.values[lo:hi]
+    vals = vals[np.isfinite(vals)]
+    return float(vals.max()) if vals.size else None
+
+
+def recurring_peak(
+    history: series.Series, now: float, window_s: float, days: int
+) -> tuple[float, float] | None:
+    """(planned peak, rise) from the rise demand showed at this clock time on past days.
+
+    For each of the last `days` days, the rise is the window peak over (t, t + window_s] divided
+    by the peak over (t - window_s, t], at t = now - k days. If demand rose on most of those days
+    (the median rise is above 1), the same rise is expected now: the recent peak times the median
+    rise. Noise seldom rises on most days at the same clock time; a daily job does.
+    None when there is no such rise or too little history.
+    """
+    if days <= 0 or float(history.times[0]) > now - days * DAY - window_s:
+        return None
+    recent = _window_max(history, now - window_s, now)
+    if recent is None:
+        return None
+    rises = []
+    for k in range(1, days + 1):
+        t = now - k * DAY
+        before = _window_max(history, t - window_s, t)
+        after = _window_max(history, t, t + window_s)
+        if before is None or after is None or before <= 0.0:
+            return None
+        rises.append(after / before)
+    rise = float(np.median(rises))
+    return (recent * rise, rise) if rise > 1.0 else None
 
 
 def _clamp(replicas: int, svc: cluster.ModelService) -> int:
@@ -174,6 +221,12 @@ def plan_service(
     lookback = max(fitted.model.lookback, 1) + 2
     grid = forecasters.regular(history, step, since=now - lookback * step - step / 2)
     (point, peak), (_, peak_down) = fitted.peaks(grid, (horizon, horizon_down))
+    recurring_up = recurring_peak(history, now, horizon * step, s.recurring_days)
+    recurring_down = recurring_peak(history, now, horizon_down * step, s.recurring_days)
+    if recurring_up is not None:
+        peak = max(peak, recurring_up[0])
+    if recurring_down is not None:
+        peak_down = max(peak_down, recurring_down[0])
     idle = s.idle_fraction * cap
     need_up = 0 if peak < idle else _needed(peak, cap)
     need_down = 0 if peak_down < idle and (current or 0.0) < idle else _needed(peak_down, cap)
@@ -183,6 +236,8 @@ def plan_service(
         # `surge` more), not just for the load already seen.
         rise = max(0.0, current - (_previous_finite(history) or current))
         surge = _needed(max(current + rise, current * (1.0 + s.surge)), cap)
+    if current is not None and s.spare > 0.0:
+        floor = max(floor, _needed(current * (1.0 + s.spare), cap))
     floor = max(floor, surge)
     up = max(need_up, floor)
     down = max(need_down, floor)
