@@ -13,7 +13,9 @@ Per service, each decision:
    the forecast (a surprise: a burst the history did not show), plan for the burst to go on.
 5. Scale down only when the forecast says it is safe over a longer window (`hold_s` more), so a
    replica is not dropped just before the forecast needs it again.
-6. Scale to zero when the forecast peak over the long window is idle (and the service allows it);
+6. Recurring rises: if demand rose at this clock time on each of the last `recurring_days` days
+   (a daily job), the same rise is planned for, on both the scale-up and the scale-down window.
+7. Scale to zero when the forecast peak over the long window is idle (and the service allows it);
    the same forecast pre-warms replicas a cold start ahead of the demand's return.
 
 Pure: no I/O, no clock; fits are cached in the returned state.
@@ -31,6 +33,8 @@ from kopilot.model import actions, cluster, decisions, series
 from kopilot.scaling import forecasters, forecasting, quality
 
 DAY = 86400.0
+RISE_TOLERANCE = 0.1
+"""A recurring rise counts only above this (relative): smaller ones the forecast's error covers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,9 +55,9 @@ class PlanSettings:
     max(load + its last rise, load x (1 + surge)) until the forecast catches up; None: only
     the plain reactive floor."""
     recurring_days: int = 3
-    """Recurring-rise guard: if demand rose at this time of day on most of the last this many
-    days (window peak after vs. before the same clock time), plan for the median of those rises
-    on top of the recent peak; 0 turns it off."""
+    """Recurring-rise guard: if demand rose at this time of day on every one of the last this
+    many days (window peak after vs. before the same clock time), plan for the smallest of those
+    rises on top of the recent peak; 0 turns it off."""
     spare: float = 0.0
     """Reactive floor with spare room: never fewer replicas than the current load x (1 + spare)
     needs (the forecast may ask for more, never for less)."""
@@ -110,14 +114,15 @@ def _window_max(history: series.Series, start: float, end: float) -> float | Non
 
 
 def recurring_peak(
-    history: series.Series, now: float, window_s: float, days: int
+    history: series.Series, now: float, window_s: float, days: int, tolerance: float = 0.0
 ) -> tuple[float, float] | None:
     """(planned peak, rise) from the rise demand showed at this clock time on past days.
 
     For each of the last `days` days, the rise is the window peak over (t, t + window_s] divided
-    by the peak over (t - window_s, t], at t = now - k days. If demand rose on most of those days
-    (the median rise is above 1), the same rise is expected now: the recent peak times the median
-    rise. Noise seldom rises on most days at the same clock time; a daily job does.
+    by the peak over (t - window_s, t], at t = now - k days. If demand rose by more than
+    `tolerance` on *every* one of those days, the smallest of those rises is expected now: the
+    recent peak times that rise. Noise seldom rises on every day at the same clock time; a daily
+    job does.
     None when there is no such rise or too little history.
     """
     if days <= 0 or float(history.times[0]) > now - days * DAY - window_s:
@@ -133,8 +138,8 @@ def recurring_peak(
         if before is None or after is None or before <= 0.0:
             return None
         rises.append(after / before)
-    rise = float(np.median(rises))
-    return (recent * rise, rise) if rise > 1.0 else None
+    rise = min(rises)
+    return (recent * rise, rise) if rise > 1.0 + tolerance else None
 
 
 def _clamp(replicas: int, svc: cluster.ModelService) -> int:
@@ -221,8 +226,10 @@ def plan_service(
     lookback = max(fitted.model.lookback, 1) + 2
     grid = forecasters.regular(history, step, since=now - lookback * step - step / 2)
     (point, peak), (_, peak_down) = fitted.peaks(grid, (horizon, horizon_down))
-    recurring_up = recurring_peak(history, now, horizon * step, s.recurring_days)
-    recurring_down = recurring_peak(history, now, horizon_down * step, s.recurring_days)
+    recurring_up = recurring_peak(history, now, horizon * step, s.recurring_days, RISE_TOLERANCE)
+    recurring_down = recurring_peak(
+        history, now, horizon_down * step, s.recurring_days, RISE_TOLERANCE
+    )
     if recurring_up is not None:
         peak = max(peak, recurring_up[0])
     if recurring_down is not None:
