@@ -1,6 +1,8 @@
 """Replay real demand series against kopilot, HPA, KEDA, KPA and the oracle, in one run.
 
     python bench/scaling_replay.py [--only NAME] [--max-days D] [--workers 2] [--out FILE]
+        [--headroom H --spare S ...]   (kopilot configurations side by side, one --spare per
+                                        --headroom; default: headrooms 0.4 and 0.8, no spare)
 
 Every policy drives the same twin (`kopilot.sim.serving.ServingWorld`): demand held constant from
 one sample to the next, replicas ready after a cold start drawn from the Alibaba base-model load
