@@ -59,16 +59,18 @@ def _describe() -> list[str]:
     names = [f"member: z-score (smoothing {z.smoothing:g} window {z.window})" for z in s.zscores]
     names += [f"member: contexts ({c.levels} levels, run lengths)" for c in s.contexts]
     names += ["member: range exceedance" for _ in s.ranges]
+    names += [f"member: seasonal residual (blocks of {c.block})" for c in s.seasons]
     return names
 
 
 def _without(group: str) -> Callable[[int], streaming.Detector]:
     def make(n: int) -> streaming.Detector:
         s = ensembles.EnsembleSettings()
-        groups = {"zscores": s.zscores, "contexts": s.contexts, "ranges": s.ranges}
-        groups[group] = ()
         members = ensembles.EnsembleSettings(
-            zscores=groups["zscores"], contexts=groups["contexts"], ranges=groups["ranges"]
+            zscores=() if group == "zscores" else s.zscores,
+            contexts=() if group == "contexts" else s.contexts,
+            ranges=() if group == "ranges" else s.ranges,
+            seasons=() if group == "seasons" else s.seasons,
         )
         return ensembles.default(n, members)
 
@@ -83,6 +85,7 @@ DETECTORS: dict[str, Callable[[int], streaming.Detector]] = {
     **{name: _member(i) for i, name in enumerate(_describe())},
     "ensemble without the range member": _without("ranges"),
     "ensemble without the context member": _without("contexts"),
+    "ensemble without the seasonal member": _without("seasons"),
     "null": Null,
     "static threshold": zscores.StaticThreshold,
     "rolling z-score (raw)": zscores.RollingZScore,

@@ -13,6 +13,7 @@ from kopilot.health import (
     ensembles,
     likelihood,
     ranges,
+    seasons,
     streaming,
     suppression,
     zscores,
@@ -65,9 +66,10 @@ def test_missing_points_leave_the_state_unchanged_and_score_zero() -> None:
         zscores.StaticThreshold,
         contexts.ContextNovelty,
         ranges.RangeExceedance,
+        lambda n: seasons.SeasonalResidual(n, block=4, blocks=64),
         ensembles.default,
     ],
-    ids=["zscore", "static", "contexts", "ranges", "ensemble"],
+    ids=["zscore", "static", "contexts", "ranges", "seasons", "ensemble"],
 )
 def test_streams_are_independent(make) -> None:
     x = noisy(700, 3, seed=5)
@@ -163,3 +165,48 @@ def test_scores_map_back_to_likelihoods() -> None:
     scores = streaming.surprise_score(np.log10(p))
     np.testing.assert_allclose(streaming.likelihood(scores), 1.0 - p, rtol=1e-9)
     assert scores[2] == pytest.approx(0.5)
+
+
+def daily(steps: int, seed: int = 3) -> np.ndarray:
+    """A square wave with 'daily' highs every 96 points, plus noise: a cycle of 12 blocks of 8."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    return np.where((t % 96) < 40, 80.0, 20.0) + rng.normal(0, 1, steps)
+
+
+def test_seasonal_residual_learns_the_cycle_and_flags_a_missing_rise() -> None:
+    x = daily(4000)
+    x[3000:3040] = 20.0 + (x[3000:3040] - 80.0)  # one 'day' whose high phase does not come
+    member = seasons.SeasonalResidual(1)
+    out = np.array([member.surprise(np.array([v]))[0] for v in x[:2999]])
+    assert member.cycles[0] % 96 == 0 and member.cycles[0] > 0
+    during = np.array([member.surprise(np.array([v]))[0] for v in x[2999:3100]])
+    assert np.nanmax(during) > 3 * np.nanmax(out[1500:])
+    # The next day is normal again: comparing with two days back, the missing rise has no echo.
+    after = np.array([member.surprise(np.array([v]))[0] for v in x[3100:3400]])
+    assert np.nanmax(after) < np.nanmax(during) / 3
+
+
+def test_seasonal_residual_abstains_on_a_stream_without_a_cycle() -> None:
+    rng = np.random.default_rng(4)
+    x = np.column_stack([rng.normal(50, 5, 3000), daily(3000)])
+    member = seasons.SeasonalResidual(2)
+    out = np.array([member.surprise(row) for row in x])
+    # White noise: no lag forecasts a block much better than the last block does.
+    assert np.isnan(out[1000:, 0]).mean() > 0.95
+    assert np.isfinite(out[2000:, 1]).mean() > 0.95  # long multiples of the cycle need 2 of them
+
+
+def test_ensemble_scores_as_if_an_abstaining_member_were_absent() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(50, 5, (3000, 1))
+    x[2000:2030, 0] += 30.0
+    member = seasons.SeasonalResidual(1)
+    abstains = np.isnan([member.surprise(row)[0] for row in x])
+    speaks = int(np.argmin(abstains)) if not abstains.all() else len(x)
+    assert speaks > 500
+    plain = ensembles.EnsembleSettings(seasons=())
+    a = streaming.run(ensembles.default(1, plain), x)
+    b = streaming.run(ensembles.default(1), x)
+    # Identical until the seasonal member first speaks (then the peak filter's state differs).
+    np.testing.assert_allclose(a[:speaks], b[:speaks], atol=1e-12)

@@ -1,16 +1,20 @@
 """kopilot's streaming anomaly detector: calibrated members, combined, then quieted after firing.
 
     value ──► smoothed z-score ───► calibrate ─┐
-          ──► context novelty ────► calibrate ─┼─► weighted mean ─► peak filter ─► score
-          ──► range exceedance ───► calibrate ─┘
+          ──► context novelty ────► calibrate ─┤
+          ──► range exceedance ───► calibrate ─┼─► weighted mean ─► peak filter ─► score
+          ──► seasonal residual ──► calibrate ─┘   (of the members that do not abstain)
 
 - Each member turns the newest value into a raw surprise (`-log10` of a tail probability or an
   exceedance): a z-score of the value smoothed over ~16 points against ~3000 points of history
   (bursts, level shifts), a CAD-OSE-like novelty of the multi-scale context (a missing daily rise,
   a flat stretch, a new level), and a value beyond the range the stream has ever shown (HTM's
-  "spatial anomaly").
+  "spatial anomaly"), and the departure from the stream's own cycle (`seasons`: the value one or
+  two cycles ago, the cycle learnt online; it abstains on a stream without a cycle).
 - `calibration.EmpiricalTail` turns each raw surprise into its rarity under that stream's own
   history of that member's scores, so members and streams share one scale.
+- A member abstains with NaN; the mean is then over the members that speak, so a stream without
+  a cycle is scored exactly as by the three other members.
 - The combination is the weighted mean (`combine="mean"`) or the max of the calibrated
   surprises. On NAB the mean wins: members agreeing that a point is rare is better evidence than
   one member being very sure (the max adds every member's false alarms).
@@ -29,7 +33,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from kopilot.health import calibration, contexts, ranges, streaming, suppression, zscores
+from kopilot.health import calibration, contexts, ranges, seasons, streaming, suppression, zscores
 
 
 class SurpriseMember(Protocol):
@@ -64,12 +68,21 @@ class RangeSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SeasonSettings:
+    block: int = 8
+    blocks: int = 256
+    smoothing: float = 16.0
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EnsembleSettings:
     """One configuration for every stream; the defaults are the ones bench/nab.py reports."""
 
     zscores: tuple[ZScoreSettings, ...] = (ZScoreSettings(),)
     contexts: tuple[ContextSettings, ...] = (ContextSettings(),)
     ranges: tuple[RangeSettings, ...] = (RangeSettings(),)
+    seasons: tuple[SeasonSettings, ...] = (SeasonSettings(weight=2.0),)
     combine: Literal["mean", "max"] = "mean"
     calibration_half_life: float | None = None
     hold: int = 300
@@ -94,6 +107,10 @@ def members_for(n_streams: int, settings: EnsembleSettings) -> list[SurpriseMemb
         for c in settings.contexts
     ]
     members += [ranges.RangeExceedance(n_streams, learning=r.learning) for r in settings.ranges]
+    members += [
+        seasons.SeasonalResidual(n_streams, block=c.block, blocks=c.blocks, smoothing=c.smoothing)
+        for c in settings.seasons
+    ]
     return members
 
 
@@ -102,6 +119,7 @@ def weights_for(settings: EnsembleSettings) -> list[float]:
         *(z.weight for z in settings.zscores),
         *(c.weight for c in settings.contexts),
         *(r.weight for r in settings.ranges),
+        *(c.weight for c in settings.seasons),
     ]
 
 
@@ -144,21 +162,25 @@ class Ensemble:
 
     def calibrated(self, values: streaming.FloatArray) -> streaming.FloatArray:
         """(members, streams) calibrated surprises of the newest values."""
-        return np.stack(
-            [
-                c.update(np.where(np.isnan(values), np.nan, m.surprise(values)))
-                for m, c in zip(self._members, self._calibrators, strict=True)
-            ]
-        )
+        rows = []
+        for m, c in zip(self._members, self._calibrators, strict=True):
+            raw = np.where(np.isnan(values), np.nan, m.surprise(values))
+            rows.append(np.where(np.isnan(raw) & ~np.isnan(values), np.nan, c.update(raw)))
+        return np.stack(rows)
 
     def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
         # An infinite or NaN sample (a broken exporter) counts as a missing point, not an anomaly.
         values = np.where(np.isfinite(values), values, np.nan)
         each = self.calibrated(values)
         if self._combine == "mean":
-            combined = (self._weights * each).sum(axis=0)
+            # A member that abstains (NaN: no model for this stream yet) leaves the others' mean.
+            w = np.where(np.isnan(each), 0.0, self._weights)
+            total = w.sum(axis=0)
+            combined = np.where(
+                total > 0, (w * np.nan_to_num(each)).sum(axis=0) / np.maximum(total, 1e-300), 0.0
+            )
         else:
-            combined = each.max(axis=0)
+            combined = np.nan_to_num(each).max(axis=0)
         passed = self._filter.update(combined)
         return passed / (passed + self._scale)
 
