@@ -54,7 +54,7 @@ def _member(index: int) -> Callable[[int], streaming.Detector]:
     return make
 
 
-def _describe() -> list[str]:
+def member_names() -> list[str]:
     s = ensembles.EnsembleSettings()
     names = [f"member: z-score (smoothing {z.smoothing:g} window {z.window})" for z in s.zscores]
     names += [f"member: contexts ({c.levels} levels, run lengths)" for c in s.contexts]
@@ -82,7 +82,7 @@ DETECTORS: dict[str, Callable[[int], streaming.Detector]] = {
     "kopilot ensemble (max instead of mean)": lambda n: ensembles.default(
         n, ensembles.EnsembleSettings(combine="max")
     ),
-    **{name: _member(i) for i, name in enumerate(_describe())},
+    **{name: _member(i) for i, name in enumerate(member_names())},
     "ensemble without the range member": _without("ranges"),
     "ensemble without the context member": _without("contexts"),
     "ensemble without the seasonal member": _without("seasons"),
