@@ -8,11 +8,11 @@ extender's state is guarded by its own lock.
 
 from __future__ import annotations
 
-import json
 import threading
 from http import server
 from typing import Any
 
+import orjson
 import pydantic
 
 from kopilot.model import errors
@@ -30,7 +30,7 @@ class _Handler(server.BaseHTTPRequestHandler):
         return
 
     def _send(self, code: int, payload: object) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = orjson.dumps(payload)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -22,6 +22,7 @@ the annotation `kopilot.io/gpu-models` (`V100M16|V100M32`) restricts the GPU mod
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections import OrderedDict
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from kopilot.model import cluster, errors, gpus, resources
 from kopilot.scheduling import (
@@ -221,6 +223,11 @@ class Extender:
         self.fixed_workload = workload
         self._profile: profiles.Profile | None = None
         self._state: state.ClusterState | None = None
+        self._names_of: tuple[state.ClusterState, npt.NDArray[np.object_]] | None = None
+        # name lists resolved against the current state; cleared whenever the state is rebuilt
+        self._resolved: OrderedDict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[str]]] = (
+            OrderedDict()
+        )
 
     # ---- inventory -----------------------------------------------------------------------
 
@@ -245,6 +252,7 @@ class Extender:
             self._rebuild()
 
     def _rebuild(self) -> None:
+        self._resolved.clear()
         if not self.nodes:
             self._state = None
             return
@@ -333,13 +341,14 @@ class Extender:
         failed: dict[str, str] = {}
         unresolvable: dict[str, str] = {}
         cl = self._state
-        known = [n for n in names if cl is not None and n in cl.index]
-        for n in names:
-            if cl is None or n not in cl.index:
-                unresolvable[n] = "kopilot extender: node unknown (not in its node cache)"
-        if cl is None or not known:
+        if cl is None:
+            unknown = "kopilot extender: node unknown (not in its node cache)"
+            return [], failed, dict.fromkeys(names, unknown), {}, with_objects
+        idx, unknown_names = self._resolve(cl, names)
+        for n in unknown_names:
+            unresolvable[n] = "kopilot extender: node unknown (not in its node cache)"
+        if idx.size == 0:
             return [], failed, unresolvable, {}, with_objects
-        idx = np.array([cl.index[n] for n in known], dtype=np.int64)
         candidates = np.zeros(len(cl), dtype=np.bool_)
         candidates[idx] = True
         profile = self._profile_for()
@@ -351,15 +360,39 @@ class Extender:
             for i in np.flatnonzero(rejected):
                 target[cl.names[i]] = f"{plugin.name}: {result.reason}"
             alive &= result.passed
-        passed = [cl.names[i] for i in np.flatnonzero(alive)]
+        survivors = np.flatnonzero(alive)
+        passed: list[str] = self._names_array(cl)[survivors].tolist()
         scores: dict[str, float] = {}
         if alive.any():
             total = np.zeros(len(cl), dtype=np.float64)
             for scorer, weight in profile.scores:
                 raw = scorer.score(cl, demand, alive, self.rng)
                 total += weight * framework.normalise(raw, alive)
-            scores = {cl.names[i]: float(total[i]) for i in np.flatnonzero(alive)}
+            scores = dict(zip(passed, total[survivors].tolist(), strict=True))
         return passed, failed, unresolvable, scores, with_objects
+
+    def _names_array(self, cl: state.ClusterState) -> npt.NDArray[np.object_]:
+        """The state's node names as an array (fancy-indexable), built once per state."""
+        if self._names_of is None or self._names_of[0] is not cl:
+            self._names_of = (cl, np.array(cl.names, dtype=object))
+        return self._names_of[1]
+
+    def _resolve(
+        self, cl: state.ClusterState, names: list[str]
+    ) -> tuple[npt.NDArray[np.int64], list[str]]:
+        """Indices of the request's known nodes and the unknown names. kube-scheduler sends the
+        same candidate list call after call, so the last few resolutions are kept (until the state is rebuilt)."""
+        key = tuple(names)
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return hit
+        known = [cl.index[n] for n in names if n in cl.index]
+        unknown = [n for n in names if n not in cl.index]
+        result = (np.array(known, dtype=np.int64), unknown)
+        self._resolved[key] = result
+        while len(self._resolved) > 8:
+            self._resolved.popitem(last=False)
+        return result
 
     def filter(self, args: extender_types.ExtenderArgs) -> extender_types.ExtenderFilterResult:
         with self.lock:
@@ -382,19 +415,17 @@ class Extender:
             if with_objects and args.nodes is not None
             else list(args.node_names or [])
         )
-        top = max(scores.values(), default=0.0)
+        # One array pass instead of a Python loop per node: numpy rounds half to even, as round().
+        values = np.fromiter(
+            map(scores.get, names, itertools.repeat(np.nan)), np.float64, len(names)
+        )
         weight_sum = sum(w for _, w in self._profile_for().scores) or 1.0
-        out: list[extender_types.HostPriority] = []
-        for n in names:
-            value = scores.get(n)
-            if value is None:
-                out.append({"Host": n, "Score": 0})
-                continue
-            scaled = value / (100.0 * weight_sum) * extender_types.MAX_EXTENDER_PRIORITY
-            if top > 0 and value >= top - 1e-9:
-                scaled = extender_types.MAX_EXTENDER_PRIORITY
-            out.append({"Host": n, "Score": max(0, min(10, round(scaled)))})
-        return out
+        scaled = values / (100.0 * weight_sum) * extender_types.MAX_EXTENDER_PRIORITY
+        top = max(scores.values(), default=0.0)
+        if top > 0:
+            scaled[values >= top - 1e-9] = extender_types.MAX_EXTENDER_PRIORITY
+        ints = np.clip(np.round(np.nan_to_num(scaled, nan=0.0)), 0, 10).astype(np.int64)
+        return [{"Host": n, "Score": s} for n, s in zip(names, ints.tolist(), strict=True)]
 
     def bind(
         self, args: extender_types.ExtenderBindingArgs
