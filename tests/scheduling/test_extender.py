@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kopilot.kits import randomness
-from kopilot.scheduling import extender_server, extending
+from kopilot.scheduling import extender_server, extender_types, extending
 from tests.scheduling.extender_fixtures import args, v1_node, v1_pod
 
 pytestmark = pytest.mark.integration
@@ -181,3 +181,43 @@ def test_fuzzed_bodies_never_crash_the_server(
     conn.request("GET", "/healthz")
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def _args(pod: dict[str, Any], *rest: Any, **kw: Any) -> extender_types.ExtenderArgs:
+    return extender_types.ExtenderArgs.model_validate_json(json.dumps(args(pod, *rest, **kw)))
+
+
+def test_a_node_learned_later_is_known_to_the_next_names_only_request() -> None:
+    # The extender caches how a candidate-name list resolves; learning a node must clear it.
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-learn"))
+    ext.filter(_args(v1_pod("warm"), NODES[:1]))  # knows n1 only
+    names = ["n1", "n2"]
+    first = ext.filter(_args(v1_pod("a", requests={"nvidia.com/gpu": "1"}), names=names))
+    assert first["NodeNames"] == ["n1"] and "n2" in first["FailedAndUnresolvableNodes"]
+    ext.filter(_args(v1_pod("b"), NODES))  # learns n2 (and cpu)
+    second = ext.filter(_args(v1_pod("c", requests={"nvidia.com/gpu": "1"}), names=names))
+    assert second["NodeNames"] == ["n1", "n2"] and not second["FailedAndUnresolvableNodes"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(milli=st.integers(min_value=1, max_value=999), gpus=st.integers(min_value=0, max_value=1))
+def test_priorities_follow_the_scores_rule(milli: int, gpus: int) -> None:
+    # 0..10: a node's score over the profile's weight sum, scaled to 10, rounded half to even;
+    # the best passing node gets 10; a node that failed the filter gets 0.
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-prio"))
+    requests = {"nvidia.com/gpu": "1"} if gpus else {"kopilot.io/gpu-milli": str(milli)}
+    pod_args = _args(v1_pod(f"p{milli}-{gpus}", requests=requests), NODES)
+    ext.filter(pod_args)
+    scores = ext._evaluate(pod_args, refresh=False)[3]
+    weight_sum = sum(w for _, w in ext._profile_for().scores) or 1.0
+    top = max(scores.values(), default=0.0)
+    expected = []
+    for n in ("n1", "n2", "cpu"):
+        if n not in scores:
+            expected.append({"Host": n, "Score": 0})
+            continue
+        scaled = scores[n] / (100.0 * weight_sum) * 10
+        if top > 0 and scores[n] >= top - 1e-9:
+            scaled = 10
+        expected.append({"Host": n, "Score": max(0, min(10, round(scaled)))})
+    assert ext.prioritize(pod_args) == expected
