@@ -48,6 +48,7 @@ from kopilot.scheduling import (
 RESOURCE_GPU_MILLI = "kopilot.io/gpu-milli"
 ANNOTATION_MODELS = "kopilot.io/gpu-models"
 LABEL_MODEL = "kopilot.io/gpu-model"
+UNKNOWN_NODE = "kopilot extender: node unknown (not in its node cache)"
 LABEL_PRODUCT = "nvidia.com/gpu.product"
 LABEL_COUNT = "nvidia.com/gpu.count"
 MAX_REMEMBERED_PODS = 50_000
@@ -223,8 +224,9 @@ class Extender:
         self.fixed_workload = workload
         self._profile: profiles.Profile | None = None
         self._state: state.ClusterState | None = None
-        self._names_of: tuple[state.ClusterState, npt.NDArray[np.object_]] | None = None
-        # name lists resolved against the current state; cleared whenever the state is rebuilt
+        # Derived from the current state, reset whenever it is rebuilt: its node names as an
+        # array (fancy-indexable) and the last few request name lists resolved against it.
+        self._names: npt.NDArray[np.object_] = np.array([], dtype=object)
         self._resolved: OrderedDict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[str]]] = (
             OrderedDict()
         )
@@ -255,6 +257,7 @@ class Extender:
         self._resolved.clear()
         if not self.nodes:
             self._state = None
+            self._names = np.array([], dtype=object)
             return
         fresh = state.ClusterState(self.nodes.values())
         for key, b in list(self.bound.items()):
@@ -266,6 +269,7 @@ class Extender:
             except errors.InvalidInputError:
                 fresh.assign(state.occupy(fresh, b.demand, fresh.index[b.node]))
         self._state = fresh
+        self._names = np.array(fresh.names, dtype=object)
 
     def _profile_for(self) -> profiles.Profile:
         if self._profile is None:
@@ -342,11 +346,10 @@ class Extender:
         unresolvable: dict[str, str] = {}
         cl = self._state
         if cl is None:
-            unknown = "kopilot extender: node unknown (not in its node cache)"
-            return [], failed, dict.fromkeys(names, unknown), {}, with_objects
+            return [], failed, dict.fromkeys(names, UNKNOWN_NODE), {}, with_objects
         idx, unknown_names = self._resolve(cl, names)
         for n in unknown_names:
-            unresolvable[n] = "kopilot extender: node unknown (not in its node cache)"
+            unresolvable[n] = UNKNOWN_NODE
         if idx.size == 0:
             return [], failed, unresolvable, {}, with_objects
         candidates = np.zeros(len(cl), dtype=np.bool_)
@@ -361,7 +364,7 @@ class Extender:
                 target[cl.names[i]] = f"{plugin.name}: {result.reason}"
             alive &= result.passed
         survivors = np.flatnonzero(alive)
-        passed: list[str] = self._names_array(cl)[survivors].tolist()
+        passed: list[str] = self._names[survivors].tolist()
         scores: dict[str, float] = {}
         if alive.any():
             total = np.zeros(len(cl), dtype=np.float64)
@@ -371,17 +374,12 @@ class Extender:
             scores = dict(zip(passed, total[survivors].tolist(), strict=True))
         return passed, failed, unresolvable, scores, with_objects
 
-    def _names_array(self, cl: state.ClusterState) -> npt.NDArray[np.object_]:
-        """The state's node names as an array (fancy-indexable), built once per state."""
-        if self._names_of is None or self._names_of[0] is not cl:
-            self._names_of = (cl, np.array(cl.names, dtype=object))
-        return self._names_of[1]
-
     def _resolve(
         self, cl: state.ClusterState, names: list[str]
     ) -> tuple[npt.NDArray[np.int64], list[str]]:
         """Indices of the request's known nodes and the unknown names. kube-scheduler sends the
-        same candidate list call after call, so the last few resolutions are kept (until the state is rebuilt)."""
+        same candidate list call after call, so the last few resolutions are kept (until the
+        state is rebuilt)."""
         key = tuple(names)
         hit = self._resolved.get(key)
         if hit is not None:
@@ -424,7 +422,9 @@ class Extender:
         top = max(scores.values(), default=0.0)
         if top > 0:
             scaled[values >= top - 1e-9] = extender_types.MAX_EXTENDER_PRIORITY
-        ints = np.clip(np.round(np.nan_to_num(scaled, nan=0.0)), 0, 10).astype(np.int64)
+        ints = np.clip(
+            np.round(np.nan_to_num(scaled, nan=0.0)), 0, extender_types.MAX_EXTENDER_PRIORITY
+        ).astype(np.int64)
         return [{"Host": n, "Score": s} for n, s in zip(names, ints.tolist(), strict=True)]
 
     def bind(
