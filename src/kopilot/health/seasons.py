@@ -17,8 +17,6 @@ previous cycle. This member learns each stream's cycle online and scores that di
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from kopilot.health import streaming, zscores
@@ -122,8 +120,7 @@ class SeasonalResidual:
         return np.where(self._cyclic, self._cycle * self._block, 0)
 
     def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
-        s = np.nan_to_num(self.surprise(values), nan=0.0)
-        return s / (s + 5.0)
+        return streaming.surprise_score(-np.nan_to_num(self.surprise(values), nan=0.0))
 
     def surprise(self, values: streaming.FloatArray) -> streaming.FloatArray:
         """`-log10` of the two-sided tail of the smoothed residual's z-score.
@@ -133,5 +130,4 @@ class SeasonalResidual:
         cyclic = self._cyclic.copy()
         # Only residuals against a known cycle teach the z-score what usual departures look like.
         z = self._z.zscores(np.where(cyclic, self.residuals(values), np.nan))
-        s = np.maximum(-(streaming.log10_tail(np.abs(z)) + math.log10(2.0)), 0.0)
-        return np.where(cyclic, s, np.nan)
+        return np.where(cyclic, streaming.two_sided_surprise(z), np.nan)

@@ -63,6 +63,11 @@ def log10_tail(z: FloatArray) -> FloatArray:
     return np.where(z >= 0, upper, lower)
 
 
+def two_sided_surprise(z: FloatArray) -> FloatArray:
+    """`-log10` of the two-sided tail probability P(|Z| >= |z|) (0 where it is not surprising)."""
+    return np.maximum(-(log10_tail(np.abs(z)) + math.log10(2.0)), 0.0)
+
+
 def surprise_score(log10_p: FloatArray, scale: float = 5.0) -> FloatArray:
     """Map a tail probability (as log10 p) to a score in [0, 1) without saturating.
 

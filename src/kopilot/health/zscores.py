@@ -56,7 +56,7 @@ class RollingZScore:
     def surprise(self, values: streaming.FloatArray) -> streaming.FloatArray:
         """`-log10` of the two-sided tail probability of each value's z-score."""
         z = self.zscores(values)
-        return np.maximum(-(streaming.log10_tail(np.abs(z)) + math.log10(2.0)), 0.0)
+        return streaming.two_sided_surprise(z)
 
     def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
         return streaming.surprise_score(-self.surprise(values))
