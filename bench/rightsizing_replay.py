@@ -102,6 +102,7 @@ def main() -> None:
     jobs += [("memory*", k, s, 2 * GIB / float(np.max(s.values))) for k, s in cpu.items()]
     jobs += [("gpu", k, s, 1.0) for k, s in gpu.items()]
     per_series: list[str] = []
+    evaluated: dict[str, list[series.Series]] = defaultdict(list)
     skipped: dict[str, int] = defaultdict(int)
     for resource, key, s, scale in jobs:
         scaled = series.Series.of(s.times, s.values * scale)
@@ -126,6 +127,7 @@ def main() -> None:
             line.append("skipped (" + " | ".join(why) + ")")
             per_series.append("  ".join(line))
             continue
+        evaluated[resource].append(test)
         for strategy, level in zip(strategies, levels, strict=True):
             assert level is not None
             out = replay.replay(level, test)
@@ -180,6 +182,19 @@ def main() -> None:
             f"{v:14.3f}" if isinstance(v, float) and i in (0, 3) else f"{int(v):14d}" for v in vals
         )
         print(f"{label:30s}{cells}{ratio(k, krr)}{ratio(k, vpa)}")
+    print()
+    # What no static level could beat: each series' level picked knowing the part it is held
+    # against, with no more over-intervals in total than krr had. kopilot's CPU schedules can
+    # go below it; on the GPU series (under a day each) only static levels are possible.
+    for resource, unit, what in (("cpu", "core-hours", "throttled"), ("gpu", "GPU-hours", "over")):
+        krr_waste = totals[resource]["krr-simple"][0]
+        for who in ("krr-simple", "kopilot"):
+            budget = int(totals[resource][who][1])
+            b = replay.hindsight_bound(evaluated[resource], max_over_intervals=budget)
+            print(
+                f"{resource}: best static levels in hindsight with <= {budget} {what} intervals "
+                f"({who}'s): waste {b.waste_hours:.3f} {unit} = {b.waste_hours / krr_waste:.3f} x krr"
+            )
     print()
     ok_cpu = totals["cpu"]["kopilot"][0] <= 0.7 * totals["cpu"]["krr-simple"][0]
     ok_gpu = totals["gpu"]["kopilot"][0] <= 0.7 * totals["gpu"]["krr-simple"][0]

@@ -8,10 +8,14 @@ Train a strategy on the first part of a series, then hold its recommendation aga
 - throttling (CPU): every sample interval in which usage exceeds the level (the container gets
   only its request when the node is packed to its requests: CPU shares);
 - GPU contention: the same count for the GPU share.
+
+`hindsight_bound` is the yardstick beside them: the least waste any static levels could have had
+on the evaluated usage, with a given number of intervals over.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,3 +70,51 @@ def replay(level: rightsizing.Level, usage: series.Series) -> Outcome:
         crossings=int(rising.sum()),
         hours=float(dt.sum()),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bound:
+    """The least waste that static per-series levels chosen *with hindsight* could have had."""
+
+    waste_hours: float
+    over_intervals: int
+
+
+def _least_waste_by_over(usage: series.Series) -> series.FloatArray:
+    """Entry k: the least waste (resource-hours) of a static level over at most k intervals."""
+    ok = np.isfinite(usage.values)
+    t, v = usage.times[ok], usage.values[ok]
+    steps = np.diff(t)
+    dt = np.append(steps, float(np.median(steps)) if len(steps) else 0.0) / 3600.0
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], dt[order]
+    # Only the observed values need trying: between two of them a level wastes more for the
+    # same intervals over. Level v[j] wastes sum(w_i (v[j] - v_i)) over the values below it.
+    waste = v * np.cumsum(w) - np.cumsum(w * v)
+    over = len(v) - np.searchsorted(v, v, side="right")
+    least = np.full(len(v) + 1, np.inf)
+    np.minimum.at(least, over, waste)
+    return np.minimum.accumulate(least)
+
+
+def hindsight_bound(usages: Sequence[series.Series], *, max_over_intervals: int) -> Bound:
+    """The least total waste of one static level per series, each level chosen knowing the
+    series it is held against, with at most `max_over_intervals` intervals over in total.
+
+    A benchmark yardstick, not a strategy: no static levels, however they were chosen, waste
+    less on these series with that many intervals over. Exact: a min-plus knapsack over the
+    series, each contributing its least waste for each count of intervals over.
+    """
+    budget = max(int(max_over_intervals), 0)
+    best = np.zeros(budget + 1)
+    for usage in usages:
+        if not np.isfinite(usage.values).any():
+            continue
+        least = _least_waste_by_over(usage)
+        nxt = np.full(budget + 1, np.inf)
+        for k in range(min(len(least), budget + 1)):
+            np.minimum(nxt[k:], best[: budget + 1 - k] + least[k], out=nxt[k:])
+        best = nxt
+    waste = float(best[budget])
+    used = int(np.argmax(best <= waste))
+    return Bound(waste_hours=waste, over_intervals=used)
