@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -30,12 +29,21 @@ def extender(
     ),
     kubeconfig: Path | None = typer.Option(
         None,
-        help="Bind pods through this cluster's API (the extender is the binder when bindVerb is "
-        "set). Without it, /bind only records the placement (dry run).",
+        help="Use this cluster's API: bind pods through it (the extender is the binder when "
+        "bindVerb is set; the chosen GPUs go on the pod as kopilot.io/gpus) and keep the node "
+        "and pod caches from it (see --sync). Without it or --in-cluster, /bind only records "
+        "the placement (dry run).",
     ),
     in_cluster: bool = typer.Option(
-        False, help="Bind through the API with the pod's service account."
+        False, help="Use the API with the pod's service account (as --kubeconfig)."
     ),
+    sync: bool = typer.Option(
+        True,
+        help="With the API: watch nodes and pods and reconcile the extender's view every "
+        "--sync-interval seconds (adopts pods placed before a restart or by another scheduler, "
+        "releases pods that ended, follows nodes). Needs get/list/watch on nodes and pods.",
+    ),
+    sync_interval: float = typer.Option(1.0, min=0.1, help="Seconds between reconciles."),
     seed: int = typer.Option(0, help="Seed of the tie-breaking random stream."),
 ) -> None:
     """Serve the kube-scheduler extender API (POST /filter, /prioritize, /bind).
@@ -47,10 +55,11 @@ def extender(
     placement" and deploy/kube-scheduler/ for the KubeSchedulerConfiguration to use.
     """
     import json
+    import logging
 
     from rich.console import Console
 
-    from kopilot.kits import randomness
+    from kopilot.kits import clocks, randomness
     from kopilot.model import errors
     from kopilot.scheduling import (
         demands,
@@ -62,6 +71,8 @@ def extender(
     from kopilot.traces import openb
 
     console = Console(stderr=True)
+    clock = clocks.WallClock()
+    cluster_sync = None
     try:
         known = []
         if nodes is not None:
@@ -73,24 +84,51 @@ def extender(
             target = profiles.workload_of(
                 demands.from_pod(tp.pod) for tp in openb.load_pods(workload)
             )
-        binder: Callable[[str, str, str, str], None] = extending.no_binding
+        profiles.named(profile, workload=target or profiles.workload_of([]))
+        binder: extending.Binder = extending.no_binding
+        api = None
         if kubeconfig is not None or in_cluster:
-            binder = _api_binder(kubeconfig)
+            from kopilot.kube import extender_sync
+
+            api = extender_sync.connect(
+                kubeconfig, in_cluster=in_cluster, clock=clock, rng=randomness.rng(seed, "api")
+            )
+            binder = extender_sync.api_binder(api)
         ext = extending.Extender(
             profile=profile,
             nodes=known,
             workload=target,
             binder=binder,
             rng=randomness.rng(seed, "extender"),
+            clock=clock,
         )
-        profiles.named(profile, workload=target or profiles.workload_of([]))
+        if api is not None and sync:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+            cluster_sync = extender_sync.ClusterSync(
+                ext, api, clock=clock, interval_s=sync_interval
+            )
+            if not cluster_sync.wait_synced(timeout=60.0):
+                cluster_sync.stop()
+                raise errors.TemporaryError(
+                    "the node and pod caches did not sync within 60 s: "
+                    f"{cluster_sync.nodes.last_error or cluster_sync.pods.last_error or 'no answer'}"
+                    "; check the API address and that the service account may list and watch "
+                    "nodes and pods"
+                )
+            cluster_sync.start()
     except (errors.KopilotError, OSError, ValueError) as e:
         console.print(f"[red]kopilot extender: {e}[/red]")
         raise typer.Exit(2) from e
     server = extender_server.Server(ext, host=host, port=port)
+    binding = "through the API" if binder is not extending.no_binding else "recorded only (dry run)"
+    view = (
+        f"synced from the API every {sync_interval:g} s ({len(ext.nodes)} nodes, "
+        f"{len(ext.bound)} pods)"
+        if cluster_sync is not None
+        else f"{len(known)} node(s) cached"
+    )
     console.print(
-        f"kopilot extender ({profile}) on http://{host}:{server.port}: "
-        f"{len(known)} node(s) cached, binding {'through the API' if binder is not extending.no_binding else 'recorded only (dry run)'}"
+        f"kopilot extender ({profile}) on http://{host}:{server.port}: {view}, binding {binding}"
     )
     try:
         server.serve_forever()
@@ -98,22 +136,5 @@ def extender(
         pass
     finally:
         server.httpd.server_close()
-
-
-def _api_binder(kubeconfig: Path | None) -> Callable[[str, str, str, str], None]:
-    from kubernetes import client, config
-
-    if kubeconfig is not None:
-        config.load_kube_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    api = client.CoreV1Api()
-
-    def bind(namespace: str, name: str, uid: str, node: str) -> None:
-        body = client.V1Binding(
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid),
-            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
-        )
-        api.create_namespaced_binding(namespace=namespace, body=body, _preload_content=False)
-
-    return bind
+        if cluster_sync is not None:
+            cluster_sync.stop()

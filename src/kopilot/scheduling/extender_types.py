@@ -41,9 +41,14 @@ class PodSpec(_Loose):
     node_name: str | None = Field(default=None, alias="nodeName")
 
 
+class PodStatus(_Loose):
+    phase: str | None = None
+
+
 class Pod(_Loose):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: PodSpec = Field(default_factory=PodSpec)
+    status: PodStatus = Field(default_factory=PodStatus)
 
 
 class NodeSpec(_Loose):

@@ -11,9 +11,14 @@ that per-GPU state itself:
   come; the extender then uses the nodes it was given at start (`--nodes`, a v1.NodeList JSON) or
   learned from earlier calls, and reports a name it has never seen as a failed node.
 - **Pods** come from bind: the extender is the binder, so it records every pod it binds, with its
-  GPUs. A pod it did not bind (placed before it started, or by another scheduler) is invisible to
-  it; `forget` (POST /forget with ExtenderBindingArgs) releases a pod that ended. The pod's demand
-  is remembered from its filter/prioritize call (by UID), because bind only carries names.
+  GPUs, and writes the GPU indices on the pod (annotation `kopilot.io/gpus`, before the Binding)
+  when it binds through the API. The pod's demand is remembered from its filter/prioritize call
+  (by UID), because bind only carries names. `forget` (POST /forget) releases a pod that ended.
+- **`sync`** makes both what the API server says (level-triggered; `kopilot.kube.extender_sync`
+  calls it from node and pod informers): nodes that went away are dropped, pods placed by
+  someone else or before a restart are adopted (on their annotated GPUs when they have them),
+  pods that ended or were deleted are released. A pod bound in the last `grace_s` seconds is
+  kept even if the API does not show it on its node yet (the watch lags the Binding).
 
 A pod's demand: container requests (limits when requests are absent) of `cpu`, `memory`,
 `nvidia.com/gpu`, `kopilot.io/gpu-milli` (a share of one GPU, 1..999) and `nvidia.com/mig-*`;
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from kopilot.kits import clocks
 from kopilot.model import cluster, errors, gpus, resources
 from kopilot.scheduling import (
     demands,
@@ -53,11 +59,17 @@ LABEL_PRODUCT = "nvidia.com/gpu.product"
 LABEL_COUNT = "nvidia.com/gpu.count"
 MAX_REMEMBERED_PODS = 50_000
 
-Binder = Callable[[str, str, str, str], None]
-"""`binder(namespace, name, uid, node)` creates the Binding in the API server; raises on failure."""
+ANNOTATION_GPUS = "kopilot.io/gpus"
+"""The GPU indices (on its node) the extender gave a pod, comma-separated: `0,3`."""
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+SYNC_GRACE_S = 60.0
+
+Binder = Callable[[str, str, str, str, tuple[int, ...]], None]
+"""`binder(namespace, name, uid, node, gpu_indices)` records the GPUs on the pod and creates the
+Binding in the API server; raises on failure."""
 
 
-def no_binding(namespace: str, name: str, uid: str, node: str) -> None:
+def no_binding(namespace: str, name: str, uid: str, node: str, gpus: tuple[int, ...]) -> None:
     """A binder that only records (dry-run, tests): nothing is sent anywhere."""
 
 
@@ -192,6 +204,34 @@ class _Bound:
     demand: demands.Demand
     node: str
     gpu_indices: tuple[int, ...]
+    since: float = 0.0
+    """When the extender bound (or adopted) it, by its clock."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncReport:
+    """What one `sync` changed, and the objects it could not use (with the reason)."""
+
+    nodes: int
+    pods: int
+    adopted: tuple[str, ...] = ()
+    released: tuple[str, ...] = ()
+    nodes_added: tuple[str, ...] = ()
+    nodes_removed: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.adopted or self.released or self.nodes_added or self.nodes_removed)
+
+
+def gpus_from(pod: extender_types.Pod) -> tuple[int, ...]:
+    """The GPU indices in the pod's `kopilot.io/gpus` annotation; () when absent or garbled."""
+    raw = (pod.metadata.annotations or {}).get(ANNOTATION_GPUS, "")
+    try:
+        return tuple(int(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        return ()
 
 
 def _gpu_filters() -> tuple[framework.Filter, ...]:
@@ -210,10 +250,16 @@ class Extender:
         workload: fragmentation.Workload | None = None,
         binder: Binder = no_binding,
         rng: random.Random,
+        clock: clocks.Clock | None = None,
+        grace_s: float = SYNC_GRACE_S,
     ) -> None:
         self.profile_name = profile
         self.binder = binder
         self.rng = rng
+        self.clock: clocks.Clock = clock or clocks.WallClock()
+        self.grace_s = grace_s
+        self.problems: OrderedDict[str, str] = OrderedDict()
+        """Pods the last rebuild could not place back (key -> reason), for `/healthz` and logs."""
         self.lock = threading.Lock()
         self.nodes: dict[str, cluster.Node] = {n.name: n for n in nodes}
         self._raw: dict[str, object] = {}
@@ -237,12 +283,7 @@ class Extender:
         changed = False
         for obj in items:
             meta = obj.metadata
-            seen = (
-                obj.status.allocatable,
-                obj.status.capacity,
-                meta.labels,
-                obj.spec.unschedulable,
-            )
+            seen = self._fingerprint(obj)
             if self._raw.get(meta.name) == seen:
                 continue  # unchanged since the last request: skip re-parsing quantities
             node = node_from(obj)
@@ -253,6 +294,16 @@ class Extender:
         if changed or self._state is None:
             self._rebuild()
 
+    @staticmethod
+    def _fingerprint(obj: extender_types.Node) -> object:
+        """The fields of a v1.Node that the inventory reads."""
+        return (
+            obj.status.allocatable,
+            obj.status.capacity,
+            obj.metadata.labels,
+            obj.spec.unschedulable,
+        )
+
     def _rebuild(self) -> None:
         self._resolved.clear()
         if not self.nodes:
@@ -260,14 +311,20 @@ class Extender:
             self._names = np.array([], dtype=object)
             return
         fresh = state.ClusterState(self.nodes.values())
+        self.problems.clear()
         for key, b in list(self.bound.items()):
             if b.node not in fresh.index:
                 del self.bound[key]
                 continue
+            node = fresh.index[b.node]
             try:
-                fresh.assign(state.occupy(fresh, b.demand, fresh.index[b.node], b.gpu_indices))
+                fresh.assign(state.occupy(fresh, b.demand, node, b.gpu_indices))
             except errors.InvalidInputError:
-                fresh.assign(state.occupy(fresh, b.demand, fresh.index[b.node]))
+                try:  # its recorded GPUs are gone or taken: any GPUs of the node with room
+                    fresh.assign(state.occupy(fresh, b.demand, node))
+                except errors.InvalidInputError as e:  # over capacity: another scheduler's doing
+                    del self.bound[key]
+                    self.problems[key] = f"not accounted on {b.node}: {e}"
         self._state = fresh
         self._names = np.array(fresh.names, dtype=object)
 
@@ -453,10 +510,15 @@ class Extender:
             allocation = check.allocation
             cl.assign(allocation)
             self.bound[key] = _Bound(
-                demand=demand, node=args.node, gpu_indices=allocation.gpu_indices
+                demand=demand,
+                node=args.node,
+                gpu_indices=allocation.gpu_indices,
+                since=self.clock.now(),
             )
         try:
-            self.binder(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+            self.binder(
+                args.pod_namespace, args.pod_name, args.pod_uid, args.node, allocation.gpu_indices
+            )
         except Exception as e:  # the API call failed: give the GPUs back, report the error
             self.forget(key)
             return {"Error": f"kopilot extender: binding {key} to {args.node} failed: {e}"}
@@ -478,6 +540,85 @@ class Extender:
         with self.lock:
             self.bound.pop(pod_key, None)
             return self._state is not None and self._state.release(pod_key) is not None
+
+    def sync(
+        self, nodes: Iterable[extender_types.Node], pods: Iterable[extender_types.Pod]
+    ) -> SyncReport:
+        """Make the node inventory and the bound pods what the API server says.
+
+        `nodes` and `pods` are complete lists (an informer's contents). Nodes not in `nodes` are
+        dropped (with their pods); pods on a node that the extender does not hold are adopted;
+        pods it holds that ended, moved or are gone are released, except those it bound less
+        than `grace_s` ago and that the API does not show anywhere else yet. A node or pod that
+        cannot be read is skipped with its reason in the report; the rest still syncs.
+        """
+        problems: list[str] = []
+        placed: dict[str, tuple[str, demands.Demand, tuple[int, ...]]] = {}
+        ended: set[str] = set()
+        seen = 0
+        for pod in pods:
+            seen += 1
+            key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+            if pod.status.phase in TERMINAL_PHASES:
+                ended.add(key)
+                continue
+            if not pod.spec.node_name:
+                continue
+            try:
+                demand = demand_from(pod)
+            except errors.InvalidInputError as e:
+                problems.append(str(e))
+                continue
+            placed[key] = (pod.spec.node_name, demand, gpus_from(pod))
+        now = self.clock.now()
+        with self.lock:
+            fresh: dict[str, cluster.Node] = {}
+            raw: dict[str, object] = {}
+            for obj in nodes:
+                name, seen_as = obj.metadata.name, self._fingerprint(obj)
+                if self._raw.get(name) == seen_as and name in self.nodes:
+                    fresh[name], raw[name] = self.nodes[name], seen_as  # unchanged: no re-parse
+                    continue
+                try:
+                    fresh[name] = node_from(obj)
+                except errors.InvalidInputError as e:
+                    problems.append(f"node {name}: {e}")
+                    continue
+                raw[name] = seen_as
+            added = tuple(sorted(fresh.keys() - self.nodes.keys()))
+            removed = tuple(sorted(self.nodes.keys() - fresh.keys()))
+            changed = bool(added or removed) or any(self.nodes[n] != fresh[n] for n in fresh)
+            released: list[str] = []
+            for key, b in list(self.bound.items()):
+                where = placed.get(key)
+                if where is not None and where[0] == b.node:
+                    continue
+                young = now - b.since < self.grace_s
+                if where is None and key not in ended and young:
+                    continue  # just bound by us: the API's view has not caught up yet
+                del self.bound[key]
+                released.append(key)
+            adopted: list[str] = []
+            for key, (on, demand, gpu_indices) in placed.items():
+                if key not in self.bound:
+                    self.bound[key] = _Bound(
+                        demand=demand, node=on, gpu_indices=gpu_indices, since=now
+                    )
+                    adopted.append(key)
+            if changed or released or adopted or self._state is None:
+                self.nodes = fresh
+                self._raw = raw
+                self._rebuild()
+            problems.extend(f"pod {k}: {why}" for k, why in self.problems.items())
+        return SyncReport(
+            nodes=len(fresh),
+            pods=seen,
+            adopted=tuple(sorted(adopted)),
+            released=tuple(sorted(released)),
+            nodes_added=added,
+            nodes_removed=removed,
+            problems=tuple(problems),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,13 +299,19 @@ def from_snapshot(nodes: Iterable[cluster.Node], pods: Iterable[cluster.Pod] = (
 def occupy(
     state: ClusterState, demand: demands.Demand, node: int, gpu_indices: Iterable[int] = ()
 ) -> Allocation:
-    """An allocation of `demand` on `node`, on the given GPUs or the first ones with room."""
+    """An allocation of `demand` on `node`, on the given GPUs or the first ones with room;
+    raises InvalidInputError when the node has too few GPUs with room."""
     chosen = tuple(gpu_indices)
     milli = int(state.share_milli(demand)[node]) or demand.per_gpu_milli
     count = 1 if demand.kind == "share" or milli < resources.GPU_MILLI else demand.gpus
     if demand.kind in ("share", "whole") and not chosen:
         room = np.flatnonzero(state.gpu_real[node] & (state.gpu_free[node] >= milli))
         chosen = tuple(int(g) for g in room[:count])
+        if len(chosen) < count:
+            raise errors.InvalidInputError(
+                f"pod {demand.pod}: {count} GPU(s) with {milli}m free wanted on "
+                f"{state.names[node]}, {len(chosen)} found"
+            )
     mig_gpu, slices = -1, tuple[int, ...]()
     if demand.kind == "mig":
         mig_gpu, slices = first_mig_slices(state, node, demand)

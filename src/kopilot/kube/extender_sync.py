@@ -1,0 +1,159 @@
+"""The extender's view of the cluster, kept by the API server: node and pod informers, a
+reconcile loop that hands their contents to `Extender.sync`, and a binder that records the
+chosen GPUs on the pod before it creates the Binding.
+
+Level-triggered, like a controller: every `interval_s` the loop gives the extender the whole
+current node and pod lists (informer caches, no extra API calls), so a missed or repeated watch
+event cannot leave it wrong for longer than one interval. A restarted extender therefore sees
+the GPUs that running pods hold (on the indices in their `kopilot.io/gpus` annotation), pods
+placed by another scheduler, nodes added or removed, and pods that ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from kopilot.kits import clocks
+from kopilot.kube import apis, caches, retrying
+from kopilot.model import errors
+from kopilot.scheduling import extender_types, extending
+
+log = logging.getLogger(__name__)
+
+
+def _node(obj: dict[str, Any]) -> extender_types.Node:
+    try:
+        return extender_types.Node.model_validate(obj)
+    except pydantic.ValidationError as e:
+        raise errors.InvalidInputError(f"node {caches.key_of(obj)}: {e}") from e
+
+
+def _pod(obj: dict[str, Any]) -> extender_types.Pod:
+    try:
+        return extender_types.Pod.model_validate(obj)
+    except pydantic.ValidationError as e:
+        raise errors.InvalidInputError(f"pod {caches.key_of(obj)}: {e}") from e
+
+
+def connect(
+    kubeconfig: Path | None, *, in_cluster: bool, clock: clocks.Clock, rng: random.Random
+) -> apis.Api:
+    """An `Api` from a kubeconfig file, or the pod's service account when `in_cluster`."""
+    try:
+        if in_cluster and kubeconfig is None:
+            cfg = k8s_client.Configuration()
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            api_client = k8s_client.ApiClient(cfg)
+        else:
+            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig) if kubeconfig is not None else None
+            )
+    except (k8s_config.ConfigException, OSError, ValueError) as e:
+        raise errors.InvalidInputError(f"cannot load the cluster configuration: {e}") from e
+    return apis.Api(api_client, retrying.Retrier(clock, rng, retrying.Backoff()))
+
+
+def api_binder(api: apis.Api) -> extending.Binder:
+    """Annotate the pod with its GPUs (merge patch), then create its Binding."""
+
+    def bind(namespace: str, name: str, uid: str, node: str, gpus: tuple[int, ...]) -> None:
+        pod = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        if gpus:
+            note = {
+                "metadata": {"annotations": {extending.ANNOTATION_GPUS: ",".join(map(str, gpus))}}
+            }
+            api.patch(pod, note, f"annotate pod {namespace}/{name} with its GPUs")
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        api.post(f"{pod}/binding", binding, f"bind pod {namespace}/{name} to {node}")
+
+    return bind
+
+
+class ClusterSync:
+    """Node and pod informers feeding `extender.sync` every `interval_s` seconds."""
+
+    def __init__(
+        self,
+        extender: extending.Extender,
+        api: apis.Api,
+        *,
+        clock: clocks.Clock,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.extender = extender
+        self.interval_s = interval_s
+        self._clock = clock
+        common: dict[str, Any] = {"api": api, "clock": clock}
+        self.nodes = caches.Informer[extender_types.Node](
+            kind="Node", path=caches.NODES, transform=_node, **common
+        )
+        self.pods = caches.Informer[extender_types.Pod](
+            kind="Pod", path=caches.PODS, transform=_pod, **common
+        )
+        self.last: extending.SyncReport | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._problems: frozenset[str] = frozenset()
+
+    def wait_synced(self, timeout: float) -> bool:
+        """Start the informers and wait until both listed, then sync once."""
+        self.nodes.start()
+        self.pods.start()
+        deadline = self._clock.now() + timeout
+        for informer in (self.nodes, self.pods):
+            if not informer.wait_synced(max(0.0, deadline - self._clock.now())):
+                return False
+        self.sync_once()
+        return True
+
+    def sync_once(self) -> extending.SyncReport:
+        report = self.extender.sync(self.nodes.items().values(), self.pods.items().values())
+        problems = frozenset(
+            [*report.problems, *self.nodes.problems().values(), *self.pods.problems().values()]
+        )
+        for p in sorted(problems - self._problems):  # each problem once, when it appears
+            log.warning("extender sync: %s", p)
+        self._problems = problems
+        if report.changed:
+            log.info(
+                "extender sync: %d node(s) (+%d -%d), adopted %d pod(s), released %d",
+                report.nodes,
+                len(report.nodes_added),
+                len(report.nodes_removed),
+                len(report.adopted),
+                len(report.released),
+            )
+        self.last = report
+        return report
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="extender-sync", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval_s):
+            try:
+                self.sync_once()
+            except Exception:  # keep syncing: the next interval starts from the lists again
+                log.exception("extender sync failed; retrying in %.1f s", self.interval_s)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self.nodes.stop()
+        self.pods.stop()
