@@ -5,12 +5,16 @@ extender is a `kopilot extender` process on 127.0.0.1 (the documented configurat
 nodes advertise 8 GPUs each: half are labelled A100, half T4. Pods ask for whole GPUs and say,
 through kopilot's annotation, that only T4s will do. The stock scheduler cannot read that
 annotation, so only the extender's filter can keep them off the A100s; and since the extender is
-the binder (bindVerb), every binding goes through it.
+the binder (bindVerb), every binding goes through it, and it writes the GPUs it chose on each pod.
+Then the extender is restarted: it must adopt the running pods from the API (its node and pod
+sync) before it places the next ones, so no GPU is handed out twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -21,13 +25,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kopilot.kube import controlplane
+from kopilot.kube import apis, controlplane
 from tests.kube import conftest, live
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 NODES = int(os.environ.get("E2E_NODES", "120"))
 PODS = int(os.environ.get("E2E_PODS", "100"))
+MORE = 40
 SCHEDULER = "kopilot-scheduler"
 
 
@@ -101,60 +106,95 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
         live.node_group(api, NODES // 2, labels={"kopilot.io/gpu-model": "T4"}) as t4,
         live.node_group(api, NODES // 2, labels={"kopilot.io/gpu-model": "A100-80GB"}),
         live.namespace(api) as ns,
-        _process(kopilot, tmp_path / "extender.log") as ext,
-        _process(scheduler, tmp_path / "scheduler.log") as sched,
     ):
-        live.wait_for("the extender to listen", lambda: _listening(port) or None, timeout=60)
-        for i in range(PODS):
-            api.post(
-                f"/api/v1/namespaces/{ns}/pods",
-                {
-                    "metadata": {
-                        "name": f"train-{i}",
-                        "annotations": {"kopilot.io/gpu-models": "T4"},
-                    },
-                    "spec": {
-                        "schedulerName": SCHEDULER,
-                        "tolerations": [
-                            {
-                                "key": "kwok.x-k8s.io/node",
-                                "operator": "Exists",
-                                "effect": "NoSchedule",
-                            }
-                        ],
-                        "containers": [
-                            {
-                                "name": "c",
-                                "image": "fake",
-                                "resources": {"limits": {"nvidia.com/gpu": "2"}},
-                            }
-                        ],
-                    },
-                },
-                "create pod",
-            )
+        procs: list[subprocess.Popen[bytes]] = []
 
-        def placed() -> list[dict[str, object]] | None:
-            assert ext.poll() is None, (tmp_path / "extender.log").read_text()[-2000:]
-            assert sched.poll() is None, (tmp_path / "scheduler.log").read_text()[-2000:]
+        def placed(count: int = PODS) -> list[dict[str, object]] | None:
+            for proc, log in zip(procs, ("extender", "scheduler"), strict=True):
+                assert proc.poll() is None, (tmp_path / f"{log}.log").read_text()[-2000:]
             pods = api.get(f"/api/v1/namespaces/{ns}/pods", "list pods")["items"]
             running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
-            return running if len(running) == PODS else None
+            return running if len(running) == count else None
 
-        try:
-            running = live.wait_for(f"{PODS} GPU pods Running", placed, timeout=240)
-        except BaseException:
-            pods = api.get(f"/api/v1/namespaces/{ns}/pods", "list pods")["items"]
-            events = api.get(f"/api/v1/namespaces/{ns}/events", "list events")["items"]
-            print("POD0", pods[0].get("status"), pods[0]["spec"].get("nodeName"))
-            print("EVENTS", [(e.get("reason"), e.get("message")) for e in events[-5:]])
-            raise
+        with (
+            _process(kopilot, tmp_path / "extender.log") as ext,
+            _process(scheduler, tmp_path / "scheduler.log") as sched,
+        ):
+            procs[:] = [ext, sched]
+            live.wait_for("the extender to listen", lambda: _listening(port) or None, timeout=60)
+            for i in range(PODS):
+                _create(api, ns, f"train-{i}")
+            try:
+                running = live.wait_for(f"{PODS} GPU pods Running", placed, timeout=240)
+            except BaseException:
+                pods = api.get(f"/api/v1/namespaces/{ns}/pods", "list pods")["items"]
+                events = api.get(f"/api/v1/namespaces/{ns}/events", "list events")["items"]
+                print("POD0", pods[0].get("status"), pods[0]["spec"].get("nodeName"))
+                print("EVENTS", [(e.get("reason"), e.get("message")) for e in events[-5:]])
+                raise
         where = [p["spec"]["nodeName"] for p in running]  # type: ignore[index]
         assert set(where) <= set(t4), "a pod that asked for T4s landed elsewhere"
         # 100 pods x 2 GPUs on 60 T4 nodes x 8 GPUs: only packing-aware placement leaves whole
         # nodes free; every node holds at most 4 such pods.
         per_node = {n: where.count(n) for n in set(where)}
         assert max(per_node.values()) <= 4
+        _assert_gpus_disjoint(api, ns, expect=PODS)
+
+        # A new extender process starts from the API alone: it adopts the running pods, then
+        # the next pods get GPUs that no running pod holds.
+        with (
+            _process(kopilot, tmp_path / "extender.log") as ext,
+            _process(scheduler, tmp_path / "scheduler.log") as sched,
+        ):
+            procs[:] = [ext, sched]
+            live.wait_for("the extender to listen", lambda: _listening(port) or None, timeout=60)
+            health = _health(port)
+            assert health["pods"] == PODS and health["nodes"] >= NODES, health
+            for i in range(PODS, PODS + MORE):
+                _create(api, ns, f"train-{i}")
+            live.wait_for(f"{MORE} more GPU pods Running", lambda: placed(PODS + MORE), timeout=240)
+            _assert_gpus_disjoint(api, ns, expect=PODS + MORE)
+
+
+def _create(api: apis.Api, ns: str, name: str) -> None:
+    api.post(
+        f"/api/v1/namespaces/{ns}/pods",
+        {
+            "metadata": {"name": name, "annotations": {"kopilot.io/gpu-models": "T4"}},
+            "spec": {
+                "schedulerName": SCHEDULER,
+                "tolerations": [
+                    {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+                ],
+                "containers": [
+                    {"name": "c", "image": "fake", "resources": {"limits": {"nvidia.com/gpu": "2"}}}
+                ],
+            },
+        },
+        "create pod",
+    )
+
+
+def _assert_gpus_disjoint(api: apis.Api, ns: str, *, expect: int) -> None:
+    """Every pod carries the 2 GPUs the extender gave it; no GPU of a node is given twice."""
+    pods = api.get(f"/api/v1/namespaces/{ns}/pods", "list pods")["items"]
+    held: dict[str, list[int]] = {}
+    for p in pods:
+        note = (p["metadata"].get("annotations") or {}).get("kopilot.io/gpus", "")
+        gpus = [int(g) for g in note.split(",") if g]
+        assert len(gpus) == 2 and all(0 <= g < 8 for g in gpus), (p["metadata"]["name"], note)
+        held.setdefault(p["spec"]["nodeName"], []).extend(gpus)
+    assert sum(len(g) for g in held.values()) == 2 * expect
+    for node, gpus in held.items():
+        assert len(gpus) == len(set(gpus)), f"{node}: GPUs handed out twice: {sorted(gpus)}"
+
+
+def _health(port: int) -> dict[str, int]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/healthz")
+    body: dict[str, int] = json.loads(conn.getresponse().read())
+    conn.close()
+    return body
 
 
 def _listening(port: int) -> bool:

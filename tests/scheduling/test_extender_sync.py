@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kopilot.kits import clocks, randomness
 from kopilot.scheduling import extender_types, extending
 from tests.scheduling.extender_fixtures import args, v1_node, v1_pod
@@ -147,3 +149,22 @@ def test_an_unchanged_sync_changes_nothing() -> None:
     again = ext.sync(nodes, pods)
     assert not again.changed
     assert ext._state is state_before
+
+
+def test_a_pod_object_seen_before_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    ext = _ext(clocks.VirtualClock(0.0))
+    nodes = _nodes(v1_node("n1", gpus=2))
+    pods = [_placed("a", "n1", {"nvidia.com/gpu": "1"}), _placed("b", "n1", {"cpu": "1"})]
+    calls: list[str] = []
+    real = extending.demand_from
+
+    def counting(pod: extender_types.Pod) -> Any:
+        calls.append(pod.metadata.name)
+        return real(pod)
+
+    monkeypatch.setattr(extending, "demand_from", counting)
+    ext.sync(nodes, pods)
+    ext.sync(nodes, pods)
+    changed = _placed("a", "n1", {"nvidia.com/gpu": "2"})  # a new object: the pod changed
+    ext.sync(nodes, [changed, pods[1]])
+    assert calls == ["a", "b", "a"]

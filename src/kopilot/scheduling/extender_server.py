@@ -1,5 +1,6 @@
 """The extender's HTTP server: `POST /filter`, `/prioritize`, `/bind` (kube-scheduler's extender
-API), `POST /forget` (kopilot: release a pod that ended) and `GET /healthz`.
+API), `POST /forget` (kopilot: release a pod that ended) and `GET /healthz` (with the counts of nodes
+and pods the extender holds).
 
 A malformed body gets HTTP 400 with `{"Error": "<reason>"}`; any fault inside a handler gets 500
 with the reason; the server keeps serving either way. Threads serve requests concurrently; the
@@ -39,7 +40,7 @@ class _Handler(server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/healthz", "/readyz"):
-            self._send(200, {"status": "ok"})
+            self._send(200, {"status": "ok", **self.extender.status()})
         else:
             self._send(
                 404, {"Error": f"no such path {self.path}; POST /filter, /prioritize, /bind"}

@@ -258,6 +258,7 @@ class Extender:
         self.rng = rng
         self.clock: clocks.Clock = clock or clocks.WallClock()
         self.grace_s = grace_s
+        self._parsed: dict[str, tuple[extender_types.Pod, demands.Demand | str]] = {}
         self.problems: OrderedDict[str, str] = OrderedDict()
         """Pods the last rebuild could not place back (key -> reason), for `/healthz` and logs."""
         self.lock = threading.Lock()
@@ -535,6 +536,15 @@ class Extender:
             picker=base.picker,
         )
 
+    def status(self) -> dict[str, int]:
+        """How many nodes and pods the extender holds, and pods it could not account."""
+        with self.lock:
+            return {
+                "nodes": len(self.nodes),
+                "pods": len(self.bound),
+                "problems": len(self.problems),
+            }
+
     def forget(self, pod_key: str) -> bool:
         """Release a pod the extender bound (it ended or was deleted)."""
         with self.lock:
@@ -554,6 +564,7 @@ class Extender:
         """
         problems: list[str] = []
         placed: dict[str, tuple[str, demands.Demand, tuple[int, ...]]] = {}
+        parsed_now: dict[str, tuple[extender_types.Pod, demands.Demand | str]] = {}
         ended: set[str] = set()
         seen = 0
         for pod in pods:
@@ -564,12 +575,21 @@ class Extender:
                 continue
             if not pod.spec.node_name:
                 continue
-            try:
-                demand = demand_from(pod)
-            except errors.InvalidInputError as e:
-                problems.append(str(e))
+            # An informer hands over the same object until the pod changes: parse it once.
+            known = self._parsed.get(key)
+            if known is not None and known[0] is pod:
+                parsed = known[1]
+            else:
+                try:
+                    parsed = demand_from(pod)
+                except errors.InvalidInputError as e:
+                    parsed = str(e)
+            parsed_now[key] = (pod, parsed)
+            if isinstance(parsed, str):
+                problems.append(parsed)
                 continue
-            placed[key] = (pod.spec.node_name, demand, gpus_from(pod))
+            placed[key] = (pod.spec.node_name, parsed, gpus_from(pod))
+        self._parsed = parsed_now
         now = self.clock.now()
         with self.lock:
             fresh: dict[str, cluster.Node] = {}
