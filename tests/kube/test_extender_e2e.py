@@ -180,7 +180,7 @@ def _assert_gpus_disjoint(api: apis.Api, ns: str, *, expect: int) -> None:
     pods = api.get(f"/api/v1/namespaces/{ns}/pods", "list pods")["items"]
     held: dict[str, list[int]] = {}
     for p in pods:
-        note = (p["metadata"].get("annotations") or {}).get("kopilot.io/gpus", "")
+        note = (p["metadata"].get("annotations") or {}).get("kopilot.io/gpu-indices", "")
         gpus = [int(g) for g in note.split(",") if g]
         assert len(gpus) == 2 and all(0 <= g < 8 for g in gpus), (p["metadata"]["name"], note)
         held.setdefault(p["spec"]["nodeName"], []).extend(gpus)

@@ -125,7 +125,9 @@ def test_gpu_usage_fills_whole_gpus_and_honours_recorded_indices() -> None:
     info = converting.node_info(make_node("n1", gpus=4))
     pods = [
         converting.pod_of(make_pod("a", node="n1", gpus=2)),
-        converting.pod_of(make_pod("b", node="n1", gpus=1, annotations={notes.GPU_INDICES: "3"})),
+        converting.pod_of(
+            make_pod("b", node="n1", gpus=1, annotations={cluster.ANNOTATION_GPU_INDICES: "3"})
+        ),
         converting.pod_of(make_pod("done", node="n1", gpus=1, phase="Succeeded")),
     ]
     [node] = converting.with_gpu_usage([info], pods)

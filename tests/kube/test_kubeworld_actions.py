@@ -13,7 +13,7 @@ from kubernetes import client as k8s_client
 
 from kopilot.kits import clocks
 from kopilot.kube import notes, resuming, worlds
-from kopilot.model import actions
+from kopilot.model import actions, cluster
 from tests.kube import live
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -230,7 +230,7 @@ def test_bind_a_pending_pod_records_the_gpus(
         assert result.ok, result.detail
         pod = api.get(f"/api/v1/namespaces/{ns}/pods/job", "read pod")
         assert pod["spec"]["nodeName"] == node
-        assert pod["metadata"]["annotations"][notes.GPU_INDICES] == "2,3"
+        assert pod["metadata"]["annotations"][cluster.ANNOTATION_GPU_INDICES] == "2,3"
         assert pod["metadata"]["annotations"][notes.DECISION_ID] == resuming.decision_id(action, T0)
         assert world.apply(action, T0 + 1).ok  # already bound there: fine
         wrong = world.apply(actions.Bind(pod=f"{ns}/job", node="elsewhere", reason="r"), T0 + 2)

@@ -30,7 +30,7 @@ def extender(
     kubeconfig: Path | None = typer.Option(
         None,
         help="Use this cluster's API: bind pods through it (the extender is the binder when "
-        "bindVerb is set; the chosen GPUs go on the pod as kopilot.io/gpus) and keep the node "
+        "bindVerb is set; the chosen GPUs go on the pod as kopilot.io/gpu-indices) and keep the node "
         "and pod caches from it (see --sync). Without it or --in-cluster, /bind only records "
         "the placement (dry run).",
     ),

@@ -23,7 +23,7 @@ from typing import Any
 
 from kopilot.kube import apis, converting, events, failures, notes
 from kopilot.loop import worlds
-from kopilot.model import actions
+from kopilot.model import actions, cluster
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,9 @@ class Actuator:
         pod_path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         trail = _trail(action, now, decision)["metadata"]
         if action.gpu_indices:
-            trail["annotations"][notes.GPU_INDICES] = ",".join(str(i) for i in action.gpu_indices)
+            trail["annotations"][cluster.ANNOTATION_GPU_INDICES] = ",".join(
+                str(i) for i in action.gpu_indices
+            )
         body = {
             "apiVersion": "v1",
             "kind": "Binding",

@@ -26,7 +26,6 @@ from kopilot.model import cluster, resources
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_MILLI_RESOURCE = "kopilot.io/gpu-milli"
 """A share of one GPU (1..999), as kopilot's scheduler extender advertises it."""
-GPU_MODELS_ANNOTATION = "kopilot.io/gpu-models"
 """Allowed GPU models of a pod, `|`-separated (`V100M16|V100M32`)."""
 UNKNOWN_GPU = "unknown"
 
@@ -149,15 +148,14 @@ def pod_of(raw: objects.Pod) -> cluster.Pod:
     except ValueError:
         phase = cluster.PodPhase.PENDING  # "Unknown": the node stopped reporting
     written = meta.get("annotations") or {}
-    indices = written.get(notes.GPU_INDICES, "")
-    models = written.get(GPU_MODELS_ANNOTATION, "")
+    models = written.get(cluster.ANNOTATION_GPU_MODELS, "")
     return cluster.Pod(
         name=name,
         namespace=namespace,
         request=request_of(spec, f"pod {namespace}/{name}"),
         gpu_models=frozenset(m.strip() for m in models.split("|") if m.strip()),
         node=spec.get("nodeName") or None,
-        gpu_indices=tuple(int(i) for i in indices.split(",") if i.strip().isdigit()),
+        gpu_indices=cluster.gpu_indices_of(written),
         phase=phase,
         service=service_of_pod(meta),
         created_at=timestamp(meta.get("creationTimestamp")),

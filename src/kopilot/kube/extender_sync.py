@@ -5,7 +5,7 @@ chosen GPUs on the pod before it creates the Binding.
 Level-triggered, like a controller: every `interval_s` the loop gives the extender the whole
 current node and pod lists (informer caches, no extra API calls), so a missed or repeated watch
 event cannot leave it wrong for longer than one interval. A restarted extender therefore sees
-the GPUs that running pods hold (on the indices in their `kopilot.io/gpus` annotation), pods
+the GPUs that running pods hold (on the indices in their `kopilot.io/gpu-indices` annotation), pods
 placed by another scheduler, nodes added or removed, and pods that ended.
 """
 
@@ -62,22 +62,24 @@ def connect(
 
 
 def api_binder(api: apis.Api) -> extending.Binder:
-    """Annotate the pod with its GPUs (merge patch), then create its Binding."""
+    """Create the pod's Binding, carrying its GPUs as an annotation (the API server copies a
+    Binding's annotations onto the pod in the same write)."""
 
     def bind(namespace: str, name: str, uid: str, node: str, gpus: tuple[int, ...]) -> None:
-        pod = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
         if gpus:
-            note = {
-                "metadata": {"annotations": {extending.ANNOTATION_GPUS: ",".join(map(str, gpus))}}
-            }
-            api.patch(pod, note, f"annotate pod {namespace}/{name} with its GPUs")
+            meta["annotations"] = {extending.ANNOTATION_GPUS: ",".join(map(str, gpus))}
         binding = {
             "apiVersion": "v1",
             "kind": "Binding",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "metadata": meta,
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        api.post(f"{pod}/binding", binding, f"bind pod {namespace}/{name} to {node}")
+        api.post(
+            f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
+            binding,
+            f"bind pod {namespace}/{name} to {node}",
+        )
 
     return bind
 

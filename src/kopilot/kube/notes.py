@@ -35,7 +35,6 @@ DEMAND_QUERY = PREFIX + "demand-query"
 LAST_ACTION = PREFIX + "last-action"
 LAST_ACTION_TIME = PREFIX + "last-action-time"
 DECISION_ID = PREFIX + "decision-id"
-GPU_INDICES = PREFIX + "gpu-indices"
 
 DEFAULT_COLD_START_S = 60.0
 DEFAULT_MIN_REPLICAS = 0

@@ -51,6 +51,18 @@ class Node:
         return self.gpus[0].model if self.gpus else None
 
 
+ANNOTATION_GPU_MODELS = "kopilot.io/gpu-models"
+"""On a pod: the GPU models it may run on, `V100M16|V100M32`."""
+ANNOTATION_GPU_INDICES = "kopilot.io/gpu-indices"
+"""On a pod: the GPUs of its node it was given, `0,3` (written with its Binding)."""
+
+
+def gpu_indices_of(annotations: Mapping[str, str]) -> tuple[int, ...]:
+    """The GPU indices in a pod's annotations; () when absent, garbled entries skipped."""
+    text = annotations.get(ANNOTATION_GPU_INDICES, "")
+    return tuple(int(i) for i in text.split(",") if i.strip().isdigit())
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pod:
     """A pod and its request; `node` is None while it is pending."""

@@ -11,7 +11,7 @@ that per-GPU state itself:
   come; the extender then uses the nodes it was given at start (`--nodes`, a v1.NodeList JSON) or
   learned from earlier calls, and reports a name it has never seen as a failed node.
 - **Pods** come from bind: the extender is the binder, so it records every pod it binds, with its
-  GPUs, and writes the GPU indices on the pod (annotation `kopilot.io/gpus`, before the Binding)
+  GPUs, and writes the GPU indices on the pod (annotation `kopilot.io/gpu-indices`, before the Binding)
   when it binds through the API. The pod's demand is remembered from its filter/prioritize call
   (by UID), because bind only carries names. `forget` (POST /forget) releases a pod that ended.
 - **`sync`** makes both what the API server says (level-triggered; `kopilot.kube.extender_sync`
@@ -52,15 +52,14 @@ from kopilot.scheduling import (
 )
 
 RESOURCE_GPU_MILLI = "kopilot.io/gpu-milli"
-ANNOTATION_MODELS = "kopilot.io/gpu-models"
+ANNOTATION_MODELS = cluster.ANNOTATION_GPU_MODELS
 LABEL_MODEL = "kopilot.io/gpu-model"
 UNKNOWN_NODE = "kopilot extender: node unknown (not in its node cache)"
 LABEL_PRODUCT = "nvidia.com/gpu.product"
 LABEL_COUNT = "nvidia.com/gpu.count"
 MAX_REMEMBERED_PODS = 50_000
 
-ANNOTATION_GPUS = "kopilot.io/gpus"
-"""The GPU indices (on its node) the extender gave a pod, comma-separated: `0,3`."""
+ANNOTATION_GPUS = cluster.ANNOTATION_GPU_INDICES
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 SYNC_GRACE_S = 60.0
 
@@ -226,12 +225,8 @@ class SyncReport:
 
 
 def gpus_from(pod: extender_types.Pod) -> tuple[int, ...]:
-    """The GPU indices in the pod's `kopilot.io/gpus` annotation; () when absent or garbled."""
-    raw = (pod.metadata.annotations or {}).get(ANNOTATION_GPUS, "")
-    try:
-        return tuple(int(x) for x in raw.split(",") if x.strip())
-    except ValueError:
-        return ()
+    """The GPU indices in the pod's `kopilot.io/gpu-indices` annotation; () when absent."""
+    return cluster.gpu_indices_of(pod.metadata.annotations or {})
 
 
 def _gpu_filters() -> tuple[framework.Filter, ...]:
