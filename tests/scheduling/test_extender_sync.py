@@ -138,6 +138,41 @@ def test_a_pod_that_overfills_its_node_is_reported_not_fatal() -> None:
     )
     assert len([p for p in report.problems if "not accounted on n1" in p]) == 1
     assert _free_milli(ext, "n1")[:1] == [0]
+    # Not retried (and rebuilt) every second while nothing changes; still reported.
+    before = ext._state
+    again = ext.sync(
+        _nodes(v1_node("n1", gpus=1)),
+        [
+            _placed("first", "n1", {"nvidia.com/gpu": "1"}, gpus="0"),
+            _placed("second", "n1", {"nvidia.com/gpu": "1"}, gpus="0"),
+        ],
+    )
+    assert not again.changed and ext._state is before
+    assert len([p for p in again.problems if "not accounted on n1" in p]) == 1
+    assert ext.status() == {"nodes": 1, "pods": 1, "problems": 1}
+
+
+def test_pods_come_and_go_without_rebuilding_every_pod() -> None:
+    clock = clocks.VirtualClock(0.0)
+    ext = _ext(clock, grace_s=0.0)
+    nodes = _nodes(v1_node("n1", gpus=2), v1_node("n2", gpus=2))
+    a = _placed("a", "n1", {"nvidia.com/gpu": "1"}, gpus="1")
+    ext.sync(nodes, [a])
+    before = ext._state
+    report = ext.sync(nodes, [_placed("b", "n2", {"nvidia.com/gpu": "2"})])
+    assert report.released == ("default/a",) and report.adopted == ("default/b",)
+    assert ext._state is before
+    assert _free_milli(ext, "n1")[:2] == [1000, 1000]
+    assert _free_milli(ext, "n2")[:2] == [0, 0]
+
+
+def test_a_pod_on_a_node_the_extender_does_not_know_is_reported_not_adopted() -> None:
+    ext = _ext(clocks.VirtualClock(0.0))
+    report = ext.sync(
+        _nodes(v1_node("n1", gpus=2)), [_placed("x", "gone", {"nvidia.com/gpu": "1"})]
+    )
+    assert report.adopted == () and "default/x" not in ext.bound
+    assert any("gone" in p for p in report.problems)
 
 
 def test_an_unchanged_sync_changes_nothing() -> None:

@@ -2,9 +2,10 @@
 reconcile loop that hands their contents to `Extender.sync`, and a binder that records the
 chosen GPUs on the pod before it creates the Binding.
 
-Level-triggered, like a controller: every `interval_s` the loop gives the extender the whole
-current node and pod lists (informer caches, no extra API calls), so a missed or repeated watch
-event cannot leave it wrong for longer than one interval. A restarted extender therefore sees
+Level-triggered, like a controller: every `interval_s` in which either informer saw a change
+(and at least every `resync_s`) the loop gives the extender the whole current node and pod lists
+(informer caches, no extra API calls), so a missed or repeated watch event cannot leave it wrong
+for longer than one interval. A restarted extender therefore sees
 the GPUs that running pods hold (on the indices in their `kopilot.io/gpu-indices` annotation), pods
 placed by another scheduler, nodes added or removed, and pods that ended.
 """
@@ -94,9 +95,13 @@ class ClusterSync:
         *,
         clock: clocks.Clock,
         interval_s: float = 1.0,
+        resync_s: float = 30.0,
     ) -> None:
         self.extender = extender
         self.interval_s = interval_s
+        self.resync_s = resync_s
+        self._versions: tuple[str, str] | None = None
+        self._synced_at = -float("inf")
         self._clock = clock
         common: dict[str, Any] = {"api": api, "clock": clock}
         self.nodes = caches.Informer[extender_types.Node](
@@ -118,10 +123,17 @@ class ClusterSync:
         for informer in (self.nodes, self.pods):
             if not informer.wait_synced(max(0.0, deadline - self._clock.now())):
                 return False
-        self.sync_once()
+        self.sync_once(force=True)
         return True
 
-    def sync_once(self) -> extending.SyncReport:
+    def sync_once(self, *, force: bool = False) -> extending.SyncReport | None:
+        """Reconcile, unless neither list changed since the last time (their resourceVersions)
+        and the last full pass is under `resync_s` old (which also expires grace periods)."""
+        versions = (self.nodes.resource_version, self.pods.resource_version)
+        now = self._clock.now()
+        if not force and versions == self._versions and now - self._synced_at < self.resync_s:
+            return None
+        self._versions, self._synced_at = versions, now
         report = self.extender.sync(self.nodes.items().values(), self.pods.items().values())
         problems = frozenset(
             [*report.problems, *self.nodes.problems().values(), *self.pods.problems().values()]

@@ -224,6 +224,35 @@ class SyncReport:
         return bool(self.adopted or self.released or self.nodes_added or self.nodes_removed)
 
 
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    key: str
+    node: str
+    demand: demands.Demand
+    gpus: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    key: str
+
+
+_PodView = _Placed | _Ended | str | None
+"""What sync reads from a pod: placed, ended, unreadable (the reason), or not on a node yet."""
+
+
+def _view(pod: extender_types.Pod) -> _PodView:
+    key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+    if pod.status.phase in TERMINAL_PHASES:
+        return _Ended(key)
+    if not pod.spec.node_name:
+        return None
+    try:
+        return _Placed(key, pod.spec.node_name, demand_from(pod), gpus_from(pod))
+    except errors.InvalidInputError as e:
+        return str(e)
+
+
 def gpus_from(pod: extender_types.Pod) -> tuple[int, ...]:
     """The GPU indices in the pod's `kopilot.io/gpu-indices` annotation; () when absent."""
     return cluster.gpu_indices_of(pod.metadata.annotations or {})
@@ -253,7 +282,9 @@ class Extender:
         self.rng = rng
         self.clock: clocks.Clock = clock or clocks.WallClock()
         self.grace_s = grace_s
-        self._parsed: dict[str, tuple[extender_types.Pod, demands.Demand | str]] = {}
+        self._read: dict[int, tuple[extender_types.Pod, _PodView]] = {}
+        self._refused: dict[str, tuple[_Placed, str]] = {}
+        """Pods the sync could not account (over capacity), with the reason, until they change."""
         self.problems: OrderedDict[str, str] = OrderedDict()
         """Pods the last rebuild could not place back (key -> reason), for `/healthz` and logs."""
         self.lock = threading.Lock()
@@ -312,17 +343,25 @@ class Extender:
             if b.node not in fresh.index:
                 del self.bound[key]
                 continue
-            node = fresh.index[b.node]
-            try:
-                fresh.assign(state.occupy(fresh, b.demand, node, b.gpu_indices))
-            except errors.InvalidInputError:
-                try:  # its recorded GPUs are gone or taken: any GPUs of the node with room
-                    fresh.assign(state.occupy(fresh, b.demand, node))
-                except errors.InvalidInputError as e:  # over capacity: another scheduler's doing
-                    del self.bound[key]
-                    self.problems[key] = f"not accounted on {b.node}: {e}"
+            why = self._account(fresh, key, b)
+            if why is not None:
+                self.problems[key] = why
         self._state = fresh
         self._names = np.array(fresh.names, dtype=object)
+
+    def _account(self, cl: state.ClusterState, key: str, b: _Bound) -> str | None:
+        """Put a bound pod into the state, on its recorded GPUs or else any with room; a pod
+        that does not fit (over capacity: another scheduler's doing) is dropped: the reason."""
+        node = cl.index[b.node]
+        try:
+            cl.assign(state.occupy(cl, b.demand, node, b.gpu_indices))
+        except errors.InvalidInputError:
+            try:
+                cl.assign(state.occupy(cl, b.demand, node))
+            except errors.InvalidInputError as e:
+                del self.bound[key]
+                return f"not accounted on {b.node}: {e}"
+        return None
 
     def _profile_for(self) -> profiles.Profile:
         if self._profile is None:
@@ -537,7 +576,7 @@ class Extender:
             return {
                 "nodes": len(self.nodes),
                 "pods": len(self.bound),
-                "problems": len(self.problems),
+                "problems": len(self.problems) + len(self._refused),
             }
 
     def forget(self, pod_key: str) -> bool:
@@ -558,33 +597,23 @@ class Extender:
         cannot be read is skipped with its reason in the report; the rest still syncs.
         """
         problems: list[str] = []
-        placed: dict[str, tuple[str, demands.Demand, tuple[int, ...]]] = {}
-        parsed_now: dict[str, tuple[extender_types.Pod, demands.Demand | str]] = {}
+        placed: dict[str, _Placed] = {}
         ended: set[str] = set()
+        # An informer hands over the same object until the pod changes: read each object once.
+        read: dict[int, tuple[extender_types.Pod, _PodView]] = {}
         seen = 0
         for pod in pods:
             seen += 1
-            key = f"{pod.metadata.namespace}/{pod.metadata.name}"
-            if pod.status.phase in TERMINAL_PHASES:
-                ended.add(key)
-                continue
-            if not pod.spec.node_name:
-                continue
-            # An informer hands over the same object until the pod changes: parse it once.
-            known = self._parsed.get(key)
-            if known is not None and known[0] is pod:
-                parsed = known[1]
-            else:
-                try:
-                    parsed = demand_from(pod)
-                except errors.InvalidInputError as e:
-                    parsed = str(e)
-            parsed_now[key] = (pod, parsed)
-            if isinstance(parsed, str):
-                problems.append(parsed)
-                continue
-            placed[key] = (pod.spec.node_name, parsed, gpus_from(pod))
-        self._parsed = parsed_now
+            known = self._read.get(id(pod))
+            view = known[1] if known is not None and known[0] is pod else _view(pod)
+            read[id(pod)] = (pod, view)
+            if isinstance(view, _Placed):
+                placed[view.key] = view
+            elif isinstance(view, _Ended):
+                ended.add(view.key)
+            elif view is not None:
+                problems.append(view)
+        self._read = read
         now = self.clock.now()
         with self.lock:
             fresh: dict[str, cluster.Node] = {}
@@ -602,11 +631,13 @@ class Extender:
                 raw[name] = seen_as
             added = tuple(sorted(fresh.keys() - self.nodes.keys()))
             removed = tuple(sorted(self.nodes.keys() - fresh.keys()))
-            changed = bool(added or removed) or any(self.nodes[n] != fresh[n] for n in fresh)
+            changed = bool(added or removed) or any(
+                self.nodes[n] is not node and self.nodes[n] != node for n, node in fresh.items()
+            )
             released: list[str] = []
             for key, b in list(self.bound.items()):
                 where = placed.get(key)
-                if where is not None and where[0] == b.node:
+                if where is not None and where.node == b.node:
                     continue
                 young = now - b.since < self.grace_s
                 if where is None and key not in ended and young:
@@ -614,17 +645,35 @@ class Extender:
                 del self.bound[key]
                 released.append(key)
             adopted: list[str] = []
-            for key, (on, demand, gpu_indices) in placed.items():
-                if key not in self.bound:
-                    self.bound[key] = _Bound(
-                        demand=demand, node=on, gpu_indices=gpu_indices, since=now
-                    )
-                    adopted.append(key)
-            if changed or released or adopted or self._state is None:
+            for key, view in placed.items():
+                if key in self.bound or self._refused.get(key, (None,))[0] is view:
+                    continue  # held already, or refused before and unchanged since
+                if view.node not in fresh:
+                    problems.append(f"pod {key}: on node {view.node}, unknown to the extender")
+                    continue
+                self.bound[key] = _Bound(
+                    demand=view.demand, node=view.node, gpu_indices=view.gpus, since=now
+                )
+                adopted.append(key)
+            self._refused = {k: v for k, v in self._refused.items() if placed.get(k) is v[0]}
+            if changed or self._state is None:
                 self.nodes = fresh
                 self._raw = raw
                 self._rebuild()
+            else:  # same nodes: account the difference, no rebuild of every pod
+                cl = self._state
+                for key in released:
+                    cl.release(key)
+                for key in adopted:
+                    why = self._account(cl, key, self.bound[key])
+                    if why is not None:
+                        self._refused[key] = (placed[key], why)
+            for key in adopted:
+                if key not in self.bound and key not in self._refused:
+                    self._refused[key] = (placed[key], self.problems.pop(key, "not accounted"))
+            adopted = [k for k in adopted if k in self.bound]
             problems.extend(f"pod {k}: {why}" for k, why in self.problems.items())
+            problems.extend(f"pod {k}: {why}" for k, (_, why) in self._refused.items())
         return SyncReport(
             nodes=len(fresh),
             pods=seen,
