@@ -57,10 +57,12 @@ def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait()
 
 
+@pytest.mark.parametrize("node_cache", [False, True], ids=["nodes", "node-names"])
 def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
     control_plane: controlplane.ControlPlane,
     api_client: object,
     tmp_path: Path,
+    node_cache: bool,
 ) -> None:
     api = live.make_api(api_client)  # type: ignore[arg-type]
     port = _free_port()
@@ -78,7 +80,9 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
                 "bindVerb": "bind",
                 "weight": 5,
                 "enableHTTPS": False,
-                "nodeCacheCapable": False,
+                # True: kube-scheduler sends node names only; the extender's node watch
+                # is then its only source of node capacity.
+                "nodeCacheCapable": node_cache,
                 "managedResources": [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}],
             }
         ],
