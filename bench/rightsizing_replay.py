@@ -62,6 +62,43 @@ def alibaba_gpu(data: pathlib.Path) -> dict[str, series.Series]:
     return out
 
 
+def plot(
+    path: pathlib.Path,
+    totals: dict[str, dict[str, list[float]]],
+    evaluated: dict[str, list[series.Series]],
+) -> None:
+    """Waste against intervals over: each strategy a point, the hindsight frontier a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (("cpu", "core-hours", "throttled intervals"), ("gpu", "GPU-hours", "intervals over"))
+    for ax, (resource, unit, over) in zip(axes, panels, strict=True):
+        most = int(max(v[1] for v in totals[resource].values()) * 1.3) + 1
+        frontier = replay.hindsight_frontier(evaluated[resource], max_over_intervals=most)
+        ax.plot(
+            np.arange(len(frontier)),
+            frontier,
+            color="0.5",
+            label="best static levels in hindsight",
+        )
+        for name, (waste, n_over, *_) in totals[resource].items():
+            ax.scatter([n_over], [waste], s=40, zorder=3, label=name)
+            ax.annotate(name, (n_over, waste), textcoords="offset points", xytext=(5, 5))
+        target = 0.7 * totals[resource]["krr-simple"][0]
+        ax.axhline(target, color="0.3", linestyle=":", linewidth=1, label="target: 0.7 x krr")
+        ax.set_title(f"{resource.upper()}: waste vs. {over}")
+        ax.set_xlabel(over)
+        ax.set_ylabel(f"wasted {unit}")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,6 +114,13 @@ def main() -> None:
         help="the shared data folder (default: shared/data beside the repo)",
     )
     parser.add_argument("--per-series", action="store_true", help="print every series' figures")
+    parser.add_argument(
+        "--plot",
+        type=pathlib.Path,
+        default=None,
+        help="write a PNG: waste against intervals over, per strategy, beside the best static "
+        "levels in hindsight (CPU and GPU)",
+    )
     parser.add_argument(
         "--over-budget",
         type=float,
@@ -196,6 +240,9 @@ def main() -> None:
                 f"({who}'s): waste {b.waste_hours:.3f} {unit} = {b.waste_hours / krr_waste:.3f} x krr"
             )
     print()
+    if args.plot is not None:
+        plot(args.plot, totals, evaluated)
+        print(f"plot: {args.plot}\n")
     ok_cpu = totals["cpu"]["kopilot"][0] <= 0.7 * totals["cpu"]["krr-simple"][0]
     ok_gpu = totals["gpu"]["kopilot"][0] <= 0.7 * totals["gpu"]["krr-simple"][0]
     ok_oom = totals["memory*"]["kopilot"][2] <= totals["memory*"]["vpa"][2]

@@ -97,9 +97,11 @@ def _least_waste_by_over(usage: series.Series) -> series.FloatArray:
     return np.minimum.accumulate(least)
 
 
-def hindsight_bound(usages: Sequence[series.Series], *, max_over_intervals: int) -> Bound:
-    """The least total waste of one static level per series, each level chosen knowing the
-    series it is held against, with at most `max_over_intervals` intervals over in total.
+def hindsight_frontier(
+    usages: Sequence[series.Series], *, max_over_intervals: int
+) -> series.FloatArray:
+    """Entry k: the least total waste of one static level per series, each level chosen knowing
+    the series it is held against, with at most k intervals over in total (k = 0..max).
 
     A benchmark yardstick, not a strategy: no static levels, however they were chosen, waste
     less on these series with that many intervals over. Exact: a min-plus knapsack over the
@@ -115,6 +117,11 @@ def hindsight_bound(usages: Sequence[series.Series], *, max_over_intervals: int)
         for k in range(min(len(least), budget + 1)):
             np.minimum(nxt[k:], best[: budget + 1 - k] + least[k], out=nxt[k:])
         best = nxt
-    waste = float(best[budget])
-    used = int(np.argmax(best <= waste))
-    return Bound(waste_hours=waste, over_intervals=used)
+    return best
+
+
+def hindsight_bound(usages: Sequence[series.Series], *, max_over_intervals: int) -> Bound:
+    """`hindsight_frontier` at `max_over_intervals`, with the intervals over it actually uses."""
+    best = hindsight_frontier(usages, max_over_intervals=max_over_intervals)
+    waste = float(best[-1])
+    return Bound(waste_hours=waste, over_intervals=int(np.argmax(best <= waste)))
