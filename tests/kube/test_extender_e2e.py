@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 NODES = int(os.environ.get("E2E_NODES", "120"))
 PODS = int(os.environ.get("E2E_PODS", "100"))
 MORE = 40
+SHIPPED_CONFIG = (
+    Path(__file__).resolve().parents[2] / "deploy/kube-scheduler/kube-scheduler-config.yaml"
+)
 SCHEDULER = "kopilot-scheduler"
 
 
@@ -66,27 +69,17 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
 ) -> None:
     api = live.make_api(api_client)  # type: ignore[arg-type]
     port = _free_port()
-    config = {
-        "apiVersion": "kubescheduler.config.k8s.io/v1",
-        "kind": "KubeSchedulerConfiguration",
-        "clientConnection": {"kubeconfig": str(control_plane.kubeconfig)},
-        "leaderElection": {"leaderElect": False},
-        "profiles": [{"schedulerName": SCHEDULER}],
-        "extenders": [
-            {
-                "urlPrefix": f"http://127.0.0.1:{port}",
-                "filterVerb": "filter",
-                "prioritizeVerb": "prioritize",
-                "bindVerb": "bind",
-                "weight": 5,
-                "enableHTTPS": False,
-                # True: kube-scheduler sends node names only; the extender's node watch
-                # is then its only source of node capacity.
-                "nodeCacheCapable": node_cache,
-                "managedResources": [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}],
-            }
-        ],
-    }
+    # The shipped configuration (deploy/kube-scheduler), pointed at this test's API server and
+    # extender port, so the real kube-scheduler validates and uses what users deploy.
+    config = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    config["clientConnection"] = {"kubeconfig": str(control_plane.kubeconfig)}
+    config["leaderElection"] = {"leaderElect": False}
+    config["profiles"] = [{"schedulerName": SCHEDULER}]
+    (extender,) = config["extenders"]
+    extender["urlPrefix"] = f"http://127.0.0.1:{port}"
+    # True: kube-scheduler sends node names only; the extender's node watch is then its only
+    # source of node capacity.
+    extender["nodeCacheCapable"] = node_cache
     config_path = tmp_path / "scheduler.yaml"
     config_path.write_text(yaml.safe_dump(config))
     kopilot = [
