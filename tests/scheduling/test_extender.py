@@ -208,7 +208,7 @@ def test_priorities_follow_the_scores_rule(milli: int, gpus: int) -> None:
     requests = {"nvidia.com/gpu": "1"} if gpus else {"kopilot.io/gpu-milli": str(milli)}
     pod_args = _args(v1_pod(f"p{milli}-{gpus}", requests=requests), NODES)
     ext.filter(pod_args)
-    scores = ext._evaluate(pod_args, refresh=False)[3]
+    scores = ext.scores(pod_args)
     weight_sum = sum(w for _, w in ext._profile_for().scores) or 1.0
     top = max(scores.values(), default=0.0)
     expected = []
@@ -221,3 +221,58 @@ def test_priorities_follow_the_scores_rule(milli: int, gpus: int) -> None:
             scaled = 10
         expected.append({"Host": n, "Score": max(0, min(10, round(scaled)))})
     assert ext.prioritize(pod_args) == expected
+
+
+def _bind(ext: extending.Extender, name: str, node: str) -> dict[str, str]:
+    binding = {"PodName": name, "PodNamespace": "default", "PodUID": f"uid-{name}", "Node": node}
+    result = ext.bind(extender_types.ExtenderBindingArgs.model_validate(binding))
+    assert result == {"Error": ""}
+    return binding
+
+
+@pytest.mark.parametrize("names_only", [False, True])
+def test_a_pod_asked_again_sees_the_binds_and_forgets_in_between(names_only: bool) -> None:
+    # kube-scheduler asks about a pod again when it could not place it; the extender keeps each
+    # pod's filter verdicts for its prioritize call, and must not answer from a stale state.
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-again"))
+    nodes = [v1_node("n1", gpus=1), v1_node("n2", gpus=1)]
+    ext.filter(_args(v1_pod("warm"), nodes))
+    one = {"nvidia.com/gpu": "1"}
+    waiting = v1_pod("waiting", requests=one)
+    ask = (
+        (lambda: _args(waiting, names=["n1", "n2"]))
+        if names_only
+        else (lambda: _args(waiting, nodes))
+    )
+    assert ext.filter(ask())["FailedNodes"] == {}
+    assert {p["Host"]: p["Score"] for p in ext.prioritize(ask())} == {"n1": 10, "n2": 10}
+    ext.filter(_args(v1_pod("first", requests=one), nodes))
+    _bind(ext, "first", "n1")
+    assert set(ext.filter(ask())["FailedNodes"]) == {"n1"}
+    assert {p["Host"]: p["Score"] for p in ext.prioritize(ask())} == {"n1": 0, "n2": 10}
+    assert ext.forget("default/first")
+    assert ext.filter(ask())["FailedNodes"] == {}
+    assert {p["Host"]: p["Score"] for p in ext.prioritize(ask())} == {"n1": 10, "n2": 10}
+
+
+def test_the_json_priorities_are_the_priorities() -> None:
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-json"))
+    nodes = [v1_node(f"n{i}", gpus=i) for i in range(5)] + [v1_node('odd "name"\\')]
+    pod = _args(v1_pod("p", requests={"kopilot.io/gpu-milli": "300"}), nodes)
+    ext.filter(pod)
+    ext.bind(
+        extender_types.ExtenderBindingArgs.model_validate(
+            {"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n3"}
+        )
+    )
+    other = _args(v1_pod("q", requests={"kopilot.io/gpu-milli": "500"}), [*nodes, v1_node("x")])
+    ext.filter(other)
+    assert json.loads(ext.prioritize_json(other)) == ext.prioritize(other)
+
+
+def test_a_pod_asked_again_sees_a_node_that_changed() -> None:
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-grow"))
+    two = v1_pod("two", requests={"nvidia.com/gpu": "2"})
+    assert set(ext.filter(_args(two, [v1_node("n1", gpus=1)]))["FailedNodes"]) == {"n1"}
+    assert ext.filter(_args(two, [v1_node("n1", gpus=2)]))["NodeNames"] is None
+    assert ext.filter(_args(two, [v1_node("n1", gpus=2)]))["FailedNodes"] == {}

@@ -83,7 +83,9 @@ def _route(ext: extending.Extender, verb: str, raw: bytes) -> object:
     if verb == "filter":
         return ext.filter(extender_types.ExtenderArgs.model_validate_json(raw))
     if verb == "prioritize":
-        return ext.prioritize(extender_types.ExtenderArgs.model_validate_json(raw))
+        return orjson.Fragment(
+            ext.prioritize_json(extender_types.ExtenderArgs.model_validate_json(raw))
+        )
     if verb == "bind":
         return ext.bind(extender_types.ExtenderBindingArgs.model_validate_json(raw))
     if verb == "forget":
