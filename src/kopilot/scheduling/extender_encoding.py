@@ -8,6 +8,8 @@ an answer is then those entries picked by score and joined.
 
 from __future__ import annotations
 
+import operator
+
 import orjson
 
 from kopilot.scheduling import extender_types
@@ -31,4 +33,4 @@ class Priorities(dict[str, tuple[bytes, ...]]):
 
     def encode(self, names: list[str], scores: list[int]) -> bytes:
         """`[{"Host": names[i], "Score": scores[i]}, ...]` as JSON; scores within 0..10."""
-        return b"[" + b",".join(map(tuple.__getitem__, map(self.__getitem__, names), scores)) + b"]"
+        return b"[" + b",".join(map(operator.getitem, map(self.__getitem__, names), scores)) + b"]"
