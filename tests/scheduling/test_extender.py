@@ -184,7 +184,9 @@ def test_fuzzed_bodies_never_crash_the_server(
 
 
 def _args(pod: dict[str, Any], *rest: Any, **kw: Any) -> extender_types.ExtenderArgs:
-    return extender_types.ExtenderArgs.model_validate_json(json.dumps(args(pod, *rest, **kw)))
+    return extender_types.decode(
+        json.dumps(args(pod, *rest, **kw)).encode(), extender_types.ExtenderArgs
+    )
 
 
 def test_a_node_learned_later_is_known_to_the_next_names_only_request() -> None:
@@ -225,7 +227,7 @@ def test_priorities_follow_the_scores_rule(milli: int, gpus: int) -> None:
 
 def _bind(ext: extending.Extender, name: str, node: str) -> dict[str, str]:
     binding = {"PodName": name, "PodNamespace": "default", "PodUID": f"uid-{name}", "Node": node}
-    result = ext.bind(extender_types.ExtenderBindingArgs.model_validate(binding))
+    result = ext.bind(extender_types.convert(binding, extender_types.ExtenderBindingArgs))
     assert result == {"Error": ""}
     return binding
 
@@ -261,8 +263,9 @@ def test_the_json_priorities_are_the_priorities() -> None:
     pod = _args(v1_pod("p", requests={"kopilot.io/gpu-milli": "300"}), nodes)
     ext.filter(pod)
     ext.bind(
-        extender_types.ExtenderBindingArgs.model_validate(
-            {"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n3"}
+        extender_types.convert(
+            {"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n3"},
+            extender_types.ExtenderBindingArgs,
         )
     )
     other = _args(v1_pod("q", requests={"kopilot.io/gpu-milli": "500"}), [*nodes, v1_node("x")])
@@ -276,3 +279,17 @@ def test_a_pod_asked_again_sees_a_node_that_changed() -> None:
     assert set(ext.filter(_args(two, [v1_node("n1", gpus=1)]))["FailedNodes"]) == {"n1"}
     assert ext.filter(_args(two, [v1_node("n1", gpus=2)]))["NodeNames"] is None
     assert ext.filter(_args(two, [v1_node("n1", gpus=2)]))["FailedNodes"] == {}
+
+
+def test_json_answers_are_the_answers_and_prioritize_reads_new_nodes_in_full() -> None:
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-json2"))
+    pod = v1_pod("p", requests={"nvidia.com/gpu": "1"})
+    for body in (args(pod, NODES), args(pod, names=["n1", "n2", "cpu", "ghost"])):
+        parsed = extender_types.decode(json.dumps(body).encode(), extender_types.ExtenderArgs)
+        assert json.loads(ext.filter_json(parsed)) == ext.filter(parsed)
+    # prioritize reads only node names when filter has just read the objects; a node it has
+    # never seen must still be read in full and learned (here it is the only one with a GPU)
+    fresh = [v1_node("new", gpus=1), v1_node("cpu", gpus=0)]
+    code, raw = extender_server.answer(ext, "prioritize", json.dumps(args(pod, fresh)).encode())
+    assert code == 200
+    assert json.loads(raw) == [{"Host": "new", "Score": 10}, {"Host": "cpu", "Score": 0}]

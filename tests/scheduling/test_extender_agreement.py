@@ -79,7 +79,7 @@ def _reference(
 ) -> tuple[list[str], dict[str, float]]:
     """The framework's verdict: nodes passing the GPU filters and their weighted scores, on a
     fresh state with the pods the extender has bound and a fresh profile (no caches)."""
-    parsed = [extender_types.Node.model_validate(n) for n in nodes]
+    parsed = [extender_types.convert(n, extender_types.Node) for n in nodes]
     fresh = state.ClusterState(extending.node_from(n) for n in parsed)
     for b in ext.bound.values():
         fresh.assign(state.occupy(fresh, b.demand, fresh.index[b.node], b.gpu_indices))
@@ -93,7 +93,7 @@ def _reference(
         scores=base.scores,
         picker=base.picker,
     )
-    demand = extending.demand_from(extender_types.Pod.model_validate(pod))
+    demand = extending.demand_from(extender_types.convert(pod, extender_types.Pod))
     decision = placing.decide(fresh, demand, profile, randomness.rng(0, "ref"), explain=True)
     assert decision.table is not None
     if not decision.placed:
@@ -181,7 +181,7 @@ def test_answers_equal_the_frameworks_decisions(
     if not learn:
         shapes = steps[0].draw(st.lists(v1_pods("shape"), min_size=1, max_size=4))
         workload = profiles.workload_of(
-            extending.demand_from(extender_types.Pod.model_validate(p)) for p in shapes
+            extending.demand_from(extender_types.convert(p, extender_types.Pod)) for p in shapes
         )
     ext = extending.Extender(profile=profile, workload=workload, rng=randomness.rng(1, "agree"))
     _post(ext, "filter", args(v1_pod("warm"), nodes))  # learns the nodes

@@ -66,7 +66,7 @@ def extender(
         known = []
         if nodes is not None:
             raw = json.loads(nodes.read_text())
-            listed = extender_types.NodeList.model_validate(raw)
+            listed = extender_types.convert(raw, extender_types.NodeList)
             known = [extending.node_from(n) for n in listed.items or []]
         target = None
         if workload is not None:

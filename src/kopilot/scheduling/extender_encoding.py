@@ -1,9 +1,10 @@
-"""The extender's prioritize answer as JSON bytes, from pieces encoded once per node name.
+"""The extender's answers as JSON bytes, from pieces encoded once per node name.
 
 A prioritize answer is one `{"Host": name, "Score": 0..10}` per candidate node, a thousand of
 them per call; building a dict for each and encoding the list costs more than the scoring of a
 cached pod. The eleven possible entries of a node are encoded the first time its name is seen;
-an answer is then those entries picked by score and joined.
+an answer is then those entries picked by score and joined. Likewise the `{"metadata": {"name":
+...}}` items of a filter answer with v1.Node objects.
 """
 
 from __future__ import annotations
@@ -34,3 +35,18 @@ class Priorities(dict[str, tuple[bytes, ...]]):
     def encode(self, names: list[str], scores: list[int]) -> bytes:
         """`[{"Host": names[i], "Score": scores[i]}, ...]` as JSON; scores within 0..10."""
         return b"[" + b",".join(map(operator.getitem, map(self.__getitem__, names), scores)) + b"]"
+
+
+class NodeItems(dict[str, bytes]):
+    """Node name -> its encoded `{"metadata": {"name": ...}}` item of a v1.NodeList."""
+
+    def __missing__(self, name: str) -> bytes:
+        if len(self) >= MAX_NAMES:
+            self.clear()
+        item = orjson.dumps({"metadata": {"name": name}})
+        self[name] = item
+        return item
+
+    def encode(self, names: list[str]) -> bytes:
+        """`{"items": [{"metadata": {"name": names[i]}}, ...]}` as JSON."""
+        return b'{"items":[' + b",".join(map(self.__getitem__, names)) + b"]}"

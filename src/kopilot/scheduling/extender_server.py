@@ -13,7 +13,6 @@ from http import server
 from typing import Any
 
 import orjson
-import pydantic
 
 from kopilot.model import errors
 from kopilot.scheduling import extender_types, extending
@@ -70,8 +69,8 @@ def answer(ext: extending.Extender, verb: str, raw: bytes) -> tuple[int, bytes]:
         payload = _route(ext, verb, raw)
     except _NotFound:
         return 404, orjson.dumps({"Error": f"no such verb {verb!r}; use filter, prioritize, bind"})
-    except pydantic.ValidationError as e:
-        return 400, orjson.dumps({"Error": f"malformed {verb} body: {_first_error(e)}"})
+    except extender_types.MalformedError as e:
+        return 400, orjson.dumps({"Error": f"malformed {verb} body: {e}"})
     except errors.InvalidInputError as e:
         return 400, orjson.dumps({"Error": f"{verb}: {e}"})
     except Exception as e:  # a fault: report it, keep serving
@@ -81,28 +80,29 @@ def answer(ext: extending.Extender, verb: str, raw: bytes) -> tuple[int, bytes]:
 
 def _route(ext: extending.Extender, verb: str, raw: bytes) -> object:
     if verb == "filter":
-        return ext.filter(extender_types.ExtenderArgs.model_validate_json(raw))
-    if verb == "prioritize":
         return orjson.Fragment(
-            ext.prioritize_json(extender_types.ExtenderArgs.model_validate_json(raw))
+            ext.filter_json(extender_types.decode(raw, extender_types.ExtenderArgs))
         )
+    if verb == "prioritize":
+        # Node objects were read in full by this pod's filter call just before: only their
+        # names are needed now, unless some are new to the extender.
+        args: extender_types.ExtenderArgs | extender_types.NamedArgs = extender_types.decode(
+            raw, extender_types.NamedArgs
+        )
+        if args.with_objects and not ext.knows(args.names()):
+            args = extender_types.decode(raw, extender_types.ExtenderArgs)
+        return orjson.Fragment(ext.prioritize_json(args))
     if verb == "bind":
-        return ext.bind(extender_types.ExtenderBindingArgs.model_validate_json(raw))
+        return ext.bind(extender_types.decode(raw, extender_types.ExtenderBindingArgs))
     if verb == "forget":
-        args = extender_types.ExtenderBindingArgs.model_validate_json(raw)
-        released = ext.forget(f"{args.pod_namespace}/{args.pod_name}")
+        binding = extender_types.decode(raw, extender_types.ExtenderBindingArgs)
+        released = ext.forget(f"{binding.pod_namespace}/{binding.pod_name}")
         return {"Error": "" if released else "pod was not bound by this extender"}
     raise _NotFound
 
 
 class _NotFound(Exception):
     pass
-
-
-def _first_error(e: pydantic.ValidationError) -> str:
-    first = e.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-    return f"{where}: {first.get('msg', 'invalid')} ({e.error_count()} error(s))"
 
 
 class Server:

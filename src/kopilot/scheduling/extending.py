@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from kopilot.model import cluster, errors, gpus, resources
 from kopilot.scheduling import (
@@ -240,6 +241,7 @@ class Extender:
         self._names: npt.NDArray[np.object_] = np.array([], dtype=object)
         self._resolved: OrderedDict[tuple[str, ...], npt.NDArray[np.int64]] = OrderedDict()
         self._encoded = extender_encoding.Priorities()
+        self._encoded_nodes = extender_encoding.NodeItems()
 
     # ---- inventory -----------------------------------------------------------------------
 
@@ -314,23 +316,24 @@ class Extender:
     # ---- verbs ---------------------------------------------------------------------------
 
     def _read(
-        self, args: extender_types.ExtenderArgs, *, refresh: bool
-    ) -> tuple[str, demands.Demand, list[str], bool]:
-        """The pod's key (UID) and demand, the request's node names, and whether it carried node
-        objects (then learned; with `refresh=False`, only the nodes not known yet)."""
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs, *, refresh: bool
+    ) -> tuple[str, demands.Demand, list[str]]:
+        """The pod's key (UID) and demand and the request's node names, after learning its node
+        objects (with `refresh=False`, only the nodes not known yet: prioritize follows filter,
+        which has just read them)."""
         demand = demand_from(args.pod)
-        items = args.nodes.items if args.nodes is not None else None
-        if items is not None:
-            # prioritize follows filter, which has just refreshed these nodes
+        if isinstance(args, extender_types.ExtenderArgs) and args.nodes is not None:
+            items = args.nodes.items or []
             self._learn(
                 items if refresh else [n for n in items if n.metadata.name not in self.nodes]
             )
-            names = [n.metadata.name for n in items]
-        else:
-            names = list(args.node_names or [])
         uid = args.pod.metadata.uid or demand.pod
         self._remember(uid, demand)
-        return uid, demand, names, items is not None
+        return uid, demand, args.names()
+
+    def knows(self, names: Iterable[str]) -> bool:
+        """True when every node named is in the extender's node cache."""
+        return all(map(self.nodes.__contains__, names))
 
     def _filters(self, cl: state.ClusterState, uid: str, demand: demands.Demand) -> _Filtered:
         """The pod's filter verdicts on this state; memoised, because kube-scheduler asks
@@ -411,7 +414,7 @@ class Extender:
         """The profile's weighted score (0..100 x the weight sum) of each request node passing
         the GPU filters, as prioritize sees them."""
         with self.lock:
-            uid, demand, names, _ = self._read(args, refresh=False)
+            uid, demand, names = self._read(args, refresh=False)
             at, alive, total = self._scores(uid, demand, names)
         return {
             n: float(total[i])
@@ -421,24 +424,44 @@ class Extender:
 
     def filter(self, args: extender_types.ExtenderArgs) -> extender_types.ExtenderFilterResult:
         with self.lock:
-            uid, demand, names, with_objects = self._read(args, refresh=True)
+            uid, demand, names = self._read(args, refresh=True)
             passed, failed, unresolvable = self._filter(uid, demand, names)
         return {
             "Nodes": {"items": [{"metadata": {"name": n}} for n in passed]}
-            if with_objects
+            if args.with_objects
             else None,
-            "NodeNames": None if with_objects else passed,
+            "NodeNames": None if args.with_objects else passed,
             "FailedNodes": failed,
             "FailedAndUnresolvableNodes": unresolvable,
             "Error": "",
         }
 
-    def _priorities(self, args: extender_types.ExtenderArgs) -> tuple[list[str], list[int]]:
+    def filter_json(self, args: extender_types.ExtenderArgs) -> bytes:
+        """`filter`'s answer as JSON; the passing v1.Node entries (name only, all kube-scheduler
+        reads of them) are encoded once per node name."""
+        with self.lock:
+            uid, demand, names = self._read(args, refresh=True)
+            passed, failed, unresolvable = self._filter(uid, demand, names)
+        return orjson.dumps(
+            {
+                "Nodes": orjson.Fragment(self._encoded_nodes.encode(passed))
+                if args.with_objects
+                else None,
+                "NodeNames": None if args.with_objects else passed,
+                "FailedNodes": failed,
+                "FailedAndUnresolvableNodes": unresolvable,
+                "Error": "",
+            }
+        )
+
+    def _priorities(
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs
+    ) -> tuple[list[str], list[int]]:
         """The request's node names and their priorities 0..MAX_EXTENDER_PRIORITY: the weighted
         score over the weight sum, scaled and rounded half to even; the best nodes get the
         maximum; a node that fails the filters (or is unknown) gets 0."""
         with self.lock:
-            uid, demand, names, _ = self._read(args, refresh=False)
+            uid, demand, names = self._read(args, refresh=False)
             at, alive, total = self._scores(uid, demand, names)
             weight_sum = sum(w for _, w in self._profile_for().scores) or 1.0
         if not alive.any():
@@ -455,11 +478,15 @@ class Extender:
         ints = np.clip(np.round(scaled), 0, extender_types.MAX_EXTENDER_PRIORITY).astype(np.int64)
         return names, ints.tolist()
 
-    def prioritize(self, args: extender_types.ExtenderArgs) -> list[extender_types.HostPriority]:
+    def prioritize(
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs
+    ) -> list[extender_types.HostPriority]:
         names, ints = self._priorities(args)
         return [{"Host": n, "Score": s} for n, s in zip(names, ints, strict=True)]
 
-    def prioritize_json(self, args: extender_types.ExtenderArgs) -> bytes:
+    def prioritize_json(
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs
+    ) -> bytes:
         """`prioritize`'s answer as JSON, from entries encoded once per node name."""
         names, ints = self._priorities(args)
         return self._encoded.encode(names, ints)
