@@ -122,22 +122,23 @@ def run(
     return latencies
 
 
-def in_process(bodies: list[bytes], requests: int, *, bind: bool) -> float:
-    """CPU seconds per filter+prioritize pair answered by `extender_server.answer`, no sockets."""
+def in_process(bodies: list[bytes], requests: int, *, bind: bool) -> list[float]:
+    """CPU seconds of each filter+prioritize pair answered by `extender_server.answer`, no
+    sockets."""
     ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "extender"))
     for body in bodies[-2:]:  # warm-up: the node cache and the profile (pods unused below)
         extender_server.answer(ext, "filter", body)
-    spent = 0.0
+    spent = []
     for body in bodies[:requests]:
         t0 = time.process_time()
         extender_server.answer(ext, "filter", body)
         code, prios = extender_server.answer(ext, "prioritize", body)
-        spent += time.process_time() - t0
+        spent.append(time.process_time() - t0)
         if code != 200:
             raise SystemExit(f"prioritize answered {code}")
         if bind:
             extender_server.answer(ext, "bind", bind_body(body, orjson.loads(prios)))
-    return spent / requests
+    return spent
 
 
 def main() -> int:
@@ -175,8 +176,12 @@ def main() -> int:
     if opts.in_process:
         for label, bodies in modes:
             # NodeNames requests need the nodes learned first: warm up with two full bodies.
-            cpu = in_process([*bodies, *full[-2:]], opts.requests, bind=opts.bind)
-            print(f"{label}, in-process: {cpu * 1000:.2f} ms CPU per filter+prioritize pair")
+            cpu = np.array(in_process([*bodies, *full[-2:]], opts.requests, bind=opts.bind)) * 1000
+            print(
+                f"{label}, in-process: {cpu.mean():.2f} ms CPU per filter+prioritize pair "
+                f"(p50 {np.percentile(cpu, 50):.2f}, p99 {np.percentile(cpu, 99):.2f}, "
+                f"max {cpu.max():.2f})"
+            )
         return 0
     port = free_port()
     proc = subprocess.Popen(

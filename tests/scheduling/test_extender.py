@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,3 +294,48 @@ def test_json_answers_are_the_answers_and_prioritize_reads_new_nodes_in_full() -
     code, raw = extender_server.answer(ext, "prioritize", json.dumps(args(pod, fresh)).encode())
     assert code == 200
     assert json.loads(raw) == [{"Host": "new", "Score": 10}, {"Host": "cpu", "Score": 0}]
+
+
+def _raw_exchange(srv: extender_server.Server, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "words"),
+    [
+        (b"GARBAGE\r\n\r\n", b"400", b"bad request line"),
+        (b"POST /filter HTTP/1.1\r\nno colon here\r\n\r\n", b"400", b"bad header line"),
+        (b"POST /filter HTTP/1.1\r\nContent-Length: ten\r\n\r\n", b"400", b"not an integer"),
+        (b"POST /filter HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400", b"body must be"),
+        (b"POST /filter HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411", b"Content-Length"),
+        (b"PUT /filter HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"501", b"unsupported method"),
+        (b"GET /nope HTTP/1.1\r\n\r\n", b"404", b"no such path"),
+    ],
+)
+def test_malformed_requests_get_an_error_status_and_the_server_keeps_serving(
+    server: extender_server.Server, request_bytes: bytes, status: bytes, words: bytes
+) -> None:
+    answer = _raw_exchange(server, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status) and words in answer
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order_until_connection_close(
+    server: extender_server.Server,
+) -> None:
+    body = json.dumps(args(v1_pod("pipelined"), names=["n1"])).encode()
+    one = b"POST /filter HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    last = b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+    after = b"GET /healthz HTTP/1.1\r\n\r\n"  # sent after close: never answered
+    answer = _raw_exchange(server, one + one + last + after)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert answer.index(b'"NodeNames"') < answer.index(b'"status":"ok"')

@@ -97,7 +97,7 @@ def extender(
     except KeyboardInterrupt:
         pass
     finally:
-        server.httpd.server_close()
+        server.close()
 
 
 def _api_binder(kubeconfig: Path | None) -> Callable[[str, str, str, str], None]:
