@@ -22,6 +22,7 @@ that changed since.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -160,6 +161,8 @@ class Fragmentation:
         self.total: IntArray = np.zeros(n, dtype=np.int64)
         self.frag: FloatArray = np.zeros(n, dtype=np.float64)
         self.seen: IntArray = np.full(n, -1, dtype=np.int64)
+        self._mean_pressure: dict[frozenset[str], float] = {}
+        """Per set of allowed models, the mean pressure of those the cluster has (`_excess`)."""
         self._deltas: OrderedDict[_ShapeKey, tuple[FloatArray, IntArray, IntArray]] = OrderedDict()
 
     def refresh(self) -> None:
@@ -284,14 +287,14 @@ class Fragmentation:
         if share_nodes.size:
             node_of, gpu_of, after = self._share_candidates(share_nodes, share[share_nodes], demand)
             delta = after - self.frag[node_of]
-            starts = np.flatnonzero(np.r_[True, node_of[1:] != node_of[:-1]])
+            starts = np.flatnonzero(_first_of_runs(node_of))
             mins = np.minimum.reduceat(delta, starts)
             owners = node_of[starts]
             out[owners] = mins
             # the first candidate of each node reaching its minimum
-            is_min = delta <= np.repeat(mins, np.diff(np.r_[starts, delta.size])) + 1e-9
+            is_min = delta <= np.repeat(mins, np.diff(starts, append=delta.size)) + 1e-9
             first = np.flatnonzero(is_min)
-            keep = np.r_[True, node_of[first][1:] != node_of[first][:-1]]
+            keep = _first_of_runs(node_of[first])
             best_gpu[node_of[first][keep]] = gpu_of[first][keep]
         return out, best_gpu
 
@@ -335,11 +338,15 @@ class Fragmentation:
     def _excess(self, demand: demands.Demand, nodes: IntArray) -> FloatArray:
         """How much scarcer the nodes' GPU model is than the average model the pod may use."""
         cl = self.cluster
-        allowed = cl.models_mask(demand.models) & (cl.model_id >= 0)
-        ids = np.unique(cl.model_id[allowed])
-        if ids.size <= 1:
-            return np.zeros(nodes.size, dtype=np.float64)  # only one model will do: no choice
-        mean = float(self.pressure[ids].mean())
+        mean = self._mean_pressure.get(demand.models)
+        if mean is None:
+            allowed = cl.models_mask(demand.models) & (cl.model_id >= 0)
+            ids = np.unique(cl.model_id[allowed])
+            # NaN: only one model will do, no choice
+            mean = float(self.pressure[ids].mean()) if ids.size > 1 else float("nan")
+            self._mean_pressure[demand.models] = mean
+        if math.isnan(mean):
+            return np.zeros(nodes.size, dtype=np.float64)
         out: FloatArray = np.maximum(0.0, self.pressure[cl.model_id[nodes]] - mean)
         return out
 
@@ -410,4 +417,12 @@ def terminal_waste(workload: Workload) -> FloatArray:
         if fits.any():
             weights = prob[fits]
             out[f] = float((weights * out[f - milli[fits]]).sum() / weights.sum())
+    return out
+
+
+def _first_of_runs(values: IntArray) -> npt.NDArray[np.bool_]:
+    """True where a run of equal values starts (`values` non-empty)."""
+    out = np.empty(values.size, dtype=np.bool_)
+    out[0] = True
+    np.not_equal(values[1:], values[:-1], out=out[1:])
     return out
