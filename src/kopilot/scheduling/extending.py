@@ -226,7 +226,7 @@ class Extender:
         self.rng = rng
         self.lock = threading.Lock()
         self.nodes: dict[str, cluster.Node] = {n.name: n for n in nodes}
-        self._raw: dict[str, object] = {}
+        self._raw: dict[str, extender_types.Node] = {}
         self._epoch = 0
         """Bumped whenever the state or the profile changes: a `_Filtered` is valid for one."""
         self._filtered: OrderedDict[tuple[str, demands.Demand, int], _Filtered] = OrderedDict()
@@ -248,17 +248,11 @@ class Extender:
     def _learn(self, items: list[extender_types.Node]) -> None:
         changed = False
         for obj in items:
-            meta = obj.metadata
-            seen = (
-                obj.status.allocatable,
-                obj.status.capacity,
-                meta.labels,
-                obj.spec.unschedulable,
-            )
-            if self._raw.get(meta.name) == seen:
+            # a Node struct holds only the fields node_from reads: equal means unchanged
+            if self._raw.get(obj.metadata.name) == obj:
                 continue  # unchanged since the last request: skip re-parsing quantities
             node = node_from(obj)
-            self._raw[node.name] = seen
+            self._raw[node.name] = obj
             if self.nodes.get(node.name) != node:
                 self.nodes[node.name] = node
                 changed = True
