@@ -140,7 +140,9 @@ def _ask(
     the framework; return the priorities. Prioritize is asked about the nodes that passed
     filter, or (`all_nodes`) about all of them (the failed ones must get 0)."""
     names = [n["metadata"]["name"] for n in nodes]
-    result = _post(ext, "filter", args(pod, names=names) if names_only else args(pod, nodes))
+    # with names only, kube-scheduler may name a node the extender never saw
+    asked_names = [*names, "ghost"] if names_only else names
+    result = _post(ext, "filter", args(pod, names=asked_names) if names_only else args(pod, nodes))
     expected, scores = _reference(ext, nodes, pod)
     got = (
         result["NodeNames"]
@@ -149,9 +151,11 @@ def _ask(
     )
     assert got == expected
     assert set(result["FailedNodes"]) | set(result["FailedAndUnresolvableNodes"]) == (
-        set(names) - set(expected)
+        set(asked_names) - set(expected)
     )
-    asked = names if all_nodes else expected
+    if names_only:
+        assert result["FailedAndUnresolvableNodes"]["ghost"] == extending.UNKNOWN_NODE
+    asked = asked_names if all_nodes else expected
     chosen = [n for n in nodes if n["metadata"]["name"] in asked]
     prios: list[dict[str, Any]] = _post(
         ext, "prioritize", args(pod, names=asked) if names_only else args(pod, chosen)
