@@ -14,11 +14,20 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TypeVar
+
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kopilot.kits import clocks, randomness
 from kopilot.scheduling import extender_types, extending
 from tests.scheduling.extender_fixtures import v1_node, v1_pod
+
+T = TypeVar("T")
+
+
+def _as(kind: type[T], obj: object) -> T:
+    return extender_types.convert(obj, kind)
 
 
 def main() -> None:
@@ -29,14 +38,14 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=8000, help="at most 8 per node")
     parser.add_argument("--repeat", type=int, default=5)
     a = parser.parse_args()
-    nodes = [extender_types.Node.model_validate(v1_node(f"n{i}")) for i in range(a.nodes)]
+    nodes = [_as(extender_types.Node, v1_node(f"n{i}")) for i in range(a.nodes)]
     pods = []
     for i in range(min(a.pods, 8 * a.nodes)):
         obj = v1_pod(f"p{i}", requests={"nvidia.com/gpu": "1", "cpu": "2"})
         obj["spec"]["nodeName"] = f"n{i % a.nodes}"
         obj["status"] = {"phase": "Running"}
         obj["metadata"]["annotations"] = {"kopilot.io/gpu-indices": str(i // a.nodes)}
-        pods.append(extender_types.Pod.model_validate(obj))
+        pods.append(_as(extender_types.Pod, obj))
     first, same, ended = [], [], []
     for r in range(a.repeat):
         ext = extending.Extender(rng=randomness.rng(r, "bench"), clock=clocks.VirtualClock(0.0))
@@ -47,8 +56,8 @@ def main() -> None:
         assert not ext.sync(nodes, pods).changed
         same.append(time.process_time() - t)
         gone = list(pods)
-        gone[r] = extender_types.Pod.model_validate(
-            {**pods[r].model_dump(by_alias=True), "status": {"phase": "Succeeded"}}
+        gone[r] = msgspec.structs.replace(
+            pods[r], status=extender_types.PodStatus(phase="Succeeded")
         )
         t = time.process_time()
         assert ext.sync(nodes, gone).released == (f"default/p{r}",)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,7 +185,9 @@ def test_fuzzed_bodies_never_crash_the_server(
 
 
 def _args(pod: dict[str, Any], *rest: Any, **kw: Any) -> extender_types.ExtenderArgs:
-    return extender_types.ExtenderArgs.model_validate_json(json.dumps(args(pod, *rest, **kw)))
+    return extender_types.decode(
+        json.dumps(args(pod, *rest, **kw)).encode(), extender_types.ExtenderArgs
+    )
 
 
 def test_a_node_learned_later_is_known_to_the_next_names_only_request() -> None:
@@ -208,7 +211,7 @@ def test_priorities_follow_the_scores_rule(milli: int, gpus: int) -> None:
     requests = {"nvidia.com/gpu": "1"} if gpus else {"kopilot.io/gpu-milli": str(milli)}
     pod_args = _args(v1_pod(f"p{milli}-{gpus}", requests=requests), NODES)
     ext.filter(pod_args)
-    scores = ext._evaluate(pod_args, refresh=False)[3]
+    scores = ext.scores(pod_args)
     weight_sum = sum(w for _, w in ext._profile_for().scores) or 1.0
     top = max(scores.values(), default=0.0)
     expected = []
@@ -221,3 +224,130 @@ def test_priorities_follow_the_scores_rule(milli: int, gpus: int) -> None:
             scaled = 10
         expected.append({"Host": n, "Score": max(0, min(10, round(scaled)))})
     assert ext.prioritize(pod_args) == expected
+
+
+def _bind(ext: extending.Extender, name: str, node: str) -> dict[str, str]:
+    binding = {"PodName": name, "PodNamespace": "default", "PodUID": f"uid-{name}", "Node": node}
+    result = ext.bind(extender_types.convert(binding, extender_types.ExtenderBindingArgs))
+    assert result == {"Error": ""}
+    return binding
+
+
+@pytest.mark.parametrize("names_only", [False, True])
+def test_a_pod_asked_again_sees_the_binds_and_forgets_in_between(names_only: bool) -> None:
+    # kube-scheduler asks about a pod again when it could not place it; the extender keeps each
+    # pod's filter verdicts for its prioritize call, and must not answer from a stale state.
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-again"))
+    nodes = [v1_node("n1", gpus=1), v1_node("n2", gpus=1)]
+    ext.filter(_args(v1_pod("warm"), nodes))
+    one = {"nvidia.com/gpu": "1"}
+    waiting = v1_pod("waiting", requests=one)
+    ask = (
+        (lambda: _args(waiting, names=["n1", "n2"]))
+        if names_only
+        else (lambda: _args(waiting, nodes))
+    )
+    assert ext.filter(ask())["FailedNodes"] == {}
+    assert {p["Host"]: p["Score"] for p in ext.prioritize(ask())} == {"n1": 10, "n2": 10}
+    ext.filter(_args(v1_pod("first", requests=one), nodes))
+    _bind(ext, "first", "n1")
+    assert set(ext.filter(ask())["FailedNodes"]) == {"n1"}
+    assert {p["Host"]: p["Score"] for p in ext.prioritize(ask())} == {"n1": 0, "n2": 10}
+    assert ext.forget("default/first")
+    assert ext.filter(ask())["FailedNodes"] == {}
+    assert {p["Host"]: p["Score"] for p in ext.prioritize(ask())} == {"n1": 10, "n2": 10}
+
+
+def test_the_json_priorities_are_the_priorities() -> None:
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-json"))
+    nodes = [v1_node(f"n{i}", gpus=i) for i in range(5)] + [v1_node('odd "name"\\')]
+    pod = _args(v1_pod("p", requests={"kopilot.io/gpu-milli": "300"}), nodes)
+    ext.filter(pod)
+    ext.bind(
+        extender_types.convert(
+            {"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n3"},
+            extender_types.ExtenderBindingArgs,
+        )
+    )
+    other = _args(v1_pod("q", requests={"kopilot.io/gpu-milli": "500"}), [*nodes, v1_node("x")])
+    ext.filter(other)
+    assert json.loads(ext.prioritize_json(other)) == ext.prioritize(other)
+
+
+def test_a_pod_asked_again_sees_a_node_that_changed() -> None:
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-grow"))
+    two = v1_pod("two", requests={"nvidia.com/gpu": "2"})
+    assert set(ext.filter(_args(two, [v1_node("n1", gpus=1)]))["FailedNodes"]) == {"n1"}
+    assert ext.filter(_args(two, [v1_node("n1", gpus=2)]))["NodeNames"] is None
+    assert ext.filter(_args(two, [v1_node("n1", gpus=2)]))["FailedNodes"] == {}
+
+
+def test_json_answers_are_the_answers_and_prioritize_reads_new_nodes_in_full() -> None:
+    ext = extending.Extender(profile="kopilot", rng=randomness.rng(0, "test-extender-json2"))
+    pod = v1_pod("p", requests={"nvidia.com/gpu": "1"})
+    for body in (args(pod, NODES), args(pod, names=["n1", "n2", "cpu", "ghost"])):
+        parsed = extender_types.decode(json.dumps(body).encode(), extender_types.ExtenderArgs)
+        assert json.loads(ext.filter_json(parsed)) == ext.filter(parsed)
+    # prioritize reads only node names when filter has just read the objects; a node it has
+    # never seen must still be read in full and learned (here it is the only one with a GPU)
+    fresh = [v1_node("new", gpus=1), v1_node("cpu", gpus=0)]
+    code, raw = extender_server.answer(ext, "prioritize", json.dumps(args(pod, fresh)).encode())
+    assert code == 200
+    assert json.loads(raw) == [{"Host": "new", "Score": 10}, {"Host": "cpu", "Score": 0}]
+
+
+def _raw_exchange(srv: extender_server.Server, data: bytes, *, half_close: bool = True) -> bytes:
+    """Send raw bytes, then read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "words"),
+    [
+        # Not HTTP: uvicorn's parser answers 400 and closes that connection.
+        (b"GARBAGE\r\n\r\n", b"400", b"Invalid HTTP request"),
+        (b"POST /filter HTTP/1.1\r\nno colon here\r\n\r\n", b"400", b"Invalid HTTP request"),
+        (b"POST /filter HTTP/1.1\r\nContent-Length: ten\r\n\r\n", b"400", b"Invalid HTTP"),
+        (b"POST /filter HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400", b"Invalid HTTP"),
+        # HTTP, but not the extender's: its own JSON errors.
+        (b"POST /filter HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"400", b"malformed filter"),
+        (b"PUT /filter HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"501", b"unsupported method"),
+        (b"GET /nope HTTP/1.1\r\n\r\n", b"404", b"no such path"),
+    ],
+)
+def test_malformed_requests_get_an_error_status_and_the_server_keeps_serving(
+    server: extender_server.Server, request_bytes: bytes, status: bytes, words: bytes
+) -> None:
+    answer = _raw_exchange(server, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status) and words in answer
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_a_chunked_body_is_read_like_any_other(server: extender_server.Server) -> None:
+    body = json.dumps(args(v1_pod("chunked"), names=["n1"])).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    head = b"POST /filter HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    answer = _raw_exchange(server, head + chunked)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"NodeNames"' in answer
+
+
+def test_pipelined_requests_are_answered_in_order_until_connection_close(
+    server: extender_server.Server,
+) -> None:
+    body = json.dumps(args(v1_pod("pipelined"), names=["n1"])).encode()
+    one = b"POST /filter HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    last = b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+    after = b"GET /healthz HTTP/1.1\r\n\r\n"  # sent after close: never answered
+    answer = _raw_exchange(server, one + one + last + after, half_close=False)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert answer.index(b'"NodeNames"') < answer.index(b'"status":"ok"')

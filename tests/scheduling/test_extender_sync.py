@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from kopilot.kits import clocks, randomness
 from kopilot.scheduling import extender_types, extending
 from tests.scheduling.extender_fixtures import args, v1_node, v1_pod
+
+T = TypeVar("T")
+
+
+def _as(kind: type[T], obj: object) -> T:
+    return extender_types.convert(obj, kind)
 
 
 def _ext(clock: clocks.VirtualClock, grace_s: float = 60.0) -> extending.Extender:
@@ -18,7 +24,7 @@ def _ext(clock: clocks.VirtualClock, grace_s: float = 60.0) -> extending.Extende
 
 
 def _nodes(*objs: dict[str, Any]) -> list[extender_types.Node]:
-    return [extender_types.Node.model_validate(o) for o in objs]
+    return [_as(extender_types.Node, o) for o in objs]
 
 
 def _placed(
@@ -34,7 +40,7 @@ def _placed(
     obj["status"] = {"phase": phase}
     if gpus is not None:
         obj["metadata"]["annotations"] = {extending.ANNOTATION_GPUS: gpus}
-    return extender_types.Pod.model_validate(obj)
+    return _as(extender_types.Pod, obj)
 
 
 def _free_milli(ext: extending.Extender, node: str) -> list[int]:
@@ -59,8 +65,9 @@ def test_a_restarted_extender_adopts_running_pods_on_their_annotated_gpus() -> N
     assert _free_milli(ext, "n2")[:4] == [1000, 1000, 700, 1000]
     # The next filter sees those GPUs as taken: 3 whole GPUs are left on n2 only.
     result = ext.filter(
-        extender_types.ExtenderArgs.model_validate(
-            args(v1_pod("big", requests={"nvidia.com/gpu": "3"}), names=["n1", "n2"])
+        _as(
+            extender_types.ExtenderArgs,
+            args(v1_pod("big", requests={"nvidia.com/gpu": "3"}), names=["n1", "n2"]),
         )
     )
     assert result["NodeNames"] == ["n2"]
@@ -94,15 +101,16 @@ def test_a_pod_just_bound_survives_a_sync_that_does_not_show_it_yet() -> None:
     nodes = _nodes(v1_node("n1", gpus=2))
     ext.sync(nodes, [])
     pod = v1_pod("p", requests={"nvidia.com/gpu": "1"})
-    ext.filter(extender_types.ExtenderArgs.model_validate(args(pod, names=["n1"])))
+    ext.filter(_as(extender_types.ExtenderArgs, args(pod, names=["n1"])))
     bound = ext.bind(
-        extender_types.ExtenderBindingArgs.model_validate(
-            {"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n1"}
+        _as(
+            extender_types.ExtenderBindingArgs,
+            {"PodName": "p", "PodNamespace": "default", "PodUID": "uid-p", "Node": "n1"},
         )
     )
     assert bound == {"Error": ""}
     clock.advance_to(10.0)  # the watch has not delivered spec.nodeName yet
-    assert ext.sync(nodes, [extender_types.Pod.model_validate(pod)]).released == ()
+    assert ext.sync(nodes, [_as(extender_types.Pod, pod)]).released == ()
     assert "default/p" in ext.bound
     clock.advance_to(100.0)  # still nowhere after the grace period: the API is the truth
     assert ext.sync(nodes, []).released == ("default/p",)

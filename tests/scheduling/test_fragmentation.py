@@ -1,11 +1,16 @@
-"""FGD's fragmentation, computed by hand on small nodes."""
+"""FGD's fragmentation, computed by hand on small nodes, and kept per task shape."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from kopilot.scheduling import fragmentation, state
+from kopilot.scheduling import filters, fragmentation, state
 from tests.scheduling.builders import node, pod
 
 WHOLE = fragmentation.TaskShape(
@@ -95,3 +100,62 @@ def test_stranding_is_off_when_the_workload_needs_more_cpu_per_gpu_than_the_clus
     assert fragmentation.cpu_oversubscribed(cl, heavy)
     assert fragmentation.Fragmentation(cl, light, stranding=1.0).stranding == 1.0
     assert fragmentation.Fragmentation(cl, heavy, stranding=1.0).stranding == 0.0
+
+
+SHAPES = [
+    pod("s", cpu=cpu, milli=milli, gpus_=gpus, models=models)
+    for cpu, milli, gpus, models in [
+        (4000, 300, 0, ""),
+        (8000, 500, 0, "G2"),
+        (2000, 0, 1, ""),
+        (16_000, 0, 2, "T4"),
+        (1000, 0, 0, ""),
+        (4000, 700, 0, ""),
+    ]
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gpus=st.lists(st.integers(0, 4), min_size=1, max_size=8),
+    steps=st.lists(
+        st.tuples(st.integers(0, len(SHAPES) - 1), st.integers(0, 7), st.booleans()), max_size=30
+    ),
+    options=st.fixed_dictionaries(
+        {
+            "memory": st.booleans(),
+            "stranding": st.sampled_from([0.0, 1.0]),
+            "reserve": st.sampled_from([0.0, 1.0]),
+            "lookahead": st.sampled_from([0.0, 0.5]),
+        }
+    ),
+)
+def test_delta_kept_per_shape_equals_a_fresh_computation(
+    gpus: list[int], steps: list[tuple[int, int, bool]], options: dict[str, Any]
+) -> None:
+    # Pods come and go between the calls: the kept figures of the nodes that changed must be
+    # recomputed, the others may be reused.
+    nodes = [
+        node(f"n{i}", gpus_=g, model="G2" if i % 2 else "T4", cpu=32_000)
+        for i, g in enumerate(gpus)
+    ]
+    cl = state.ClusterState(nodes)
+    workload = fragmentation.workload_from(SHAPES)
+    kept = fragmentation.Fragmentation(cl, workload, **options)
+    for k, (shape, target, place) in enumerate(steps):
+        demand = SHAPES[shape]
+        feasible = (
+            filters.GpuFit().filter(cl, demand).passed
+            & filters.GpuModel().filter(cl, demand).passed
+        )
+        got, got_gpu = kept.delta(demand, feasible)
+        want, want_gpu = fragmentation.Fragmentation(cl, workload, **options).delta(
+            demand, feasible
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+        assert got_gpu.tolist() == want_gpu.tolist()
+        n = target % len(nodes)
+        if place and feasible[n] and cl.cpu_free[n] >= demand.cpu_milli:
+            cl.assign(state.occupy(cl, dataclasses.replace(demand, pod=f"p{k}"), n))
+        elif cl.allocations and not place:
+            cl.release(next(iter(cl.allocations)))

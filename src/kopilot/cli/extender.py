@@ -77,7 +77,7 @@ def extender(
         known = []
         if nodes is not None:
             raw = json.loads(nodes.read_text())
-            listed = extender_types.NodeList.model_validate(raw)
+            listed = extender_types.convert(raw, extender_types.NodeList)
             known = [extending.node_from(n) for n in listed.items or []]
         target = None
         if workload is not None:
@@ -135,6 +135,6 @@ def extender(
     except KeyboardInterrupt:
         pass
     finally:
-        server.httpd.server_close()
+        server.close()
         if cluster_sync is not None:
             cluster_sync.stop()

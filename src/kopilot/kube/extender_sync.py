@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pydantic
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -32,15 +31,15 @@ log = logging.getLogger(__name__)
 
 def _node(obj: dict[str, Any]) -> extender_types.Node:
     try:
-        return extender_types.Node.model_validate(obj)
-    except pydantic.ValidationError as e:
+        return extender_types.convert(obj, extender_types.Node)
+    except extender_types.MalformedError as e:
         raise errors.InvalidInputError(f"node {caches.key_of(obj)}: {e}") from e
 
 
 def _pod(obj: dict[str, Any]) -> extender_types.Pod:
     try:
-        return extender_types.Pod.model_validate(obj)
-    except pydantic.ValidationError as e:
+        return extender_types.convert(obj, extender_types.Pod)
+    except extender_types.MalformedError as e:
         raise errors.InvalidInputError(f"pod {caches.key_of(obj)}: {e}") from e
 
 

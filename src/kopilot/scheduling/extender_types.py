@@ -1,23 +1,36 @@
 """The kube-scheduler extender wire types (`k8s.io/kube-scheduler/extender/v1`).
 
-Requests are parsed with pydantic (unknown fields of the embedded v1.Pod / v1.Node are ignored);
-responses are TypedDicts with the exact PascalCase keys kube-scheduler reads.
+Requests are decoded with msgspec into frozen structs holding only the fields the extender reads
+(every other field of the embedded v1.Pod / v1.Node is skipped unread). A request with
+`nodeCacheCapable: false` carries every candidate v1.Node, ~0.5 MB for 1,000 nodes, twice per
+pod: msgspec decodes it in about a quarter of the time pydantic took to validate it. Responses
+are TypedDicts with the exact PascalCase keys kube-scheduler reads.
+
+`decode(raw, Type)` and `convert(obj, Type)` raise `MalformedError` with the first problem and
+where it is, e.g. `Expected `str`, got `int` - at `$.Pod.metadata.name``.
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+
+from kopilot.model import errors
 
 Quantity = str | int | float
+T = TypeVar("T")
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+class MalformedError(errors.InvalidInputError):
+    """A body that is not JSON, or not of the expected shape (permanent: resending fails too)."""
 
 
-class ObjectMeta(_Loose):
+class _Loose(msgspec.Struct, frozen=True, kw_only=True):
+    """Unknown fields are ignored, as the extender reads a few fields of large objects."""
+
+
+class ObjectMeta(_Loose, frozen=True):
     name: str = ""
     namespace: str = "default"
     uid: str = ""
@@ -25,65 +38,128 @@ class ObjectMeta(_Loose):
     annotations: dict[str, str] | None = None
 
 
-class ResourceRequirements(_Loose):
+class ResourceRequirements(_Loose, frozen=True):
     requests: dict[str, Quantity] | None = None
     limits: dict[str, Quantity] | None = None
 
 
-class Container(_Loose):
+class Container(_Loose, frozen=True):
     name: str = ""
     resources: ResourceRequirements | None = None
 
 
-class PodSpec(_Loose):
-    containers: list[Container] = Field(default_factory=list)
-    init_containers: list[Container] | None = Field(default=None, alias="initContainers")
-    node_name: str | None = Field(default=None, alias="nodeName")
+class PodSpec(_Loose, frozen=True):
+    containers: list[Container] = msgspec.field(default_factory=list)
+    init_containers: list[Container] | None = msgspec.field(default=None, name="initContainers")
+    node_name: str | None = msgspec.field(default=None, name="nodeName")
 
 
-class PodStatus(_Loose):
+class PodStatus(_Loose, frozen=True):
     phase: str | None = None
 
 
-class Pod(_Loose):
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: PodSpec = Field(default_factory=PodSpec)
-    status: PodStatus = Field(default_factory=PodStatus)
+class Pod(_Loose, frozen=True):
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: PodSpec = msgspec.field(default_factory=PodSpec)
+    status: PodStatus = msgspec.field(default_factory=PodStatus)
 
 
-class NodeSpec(_Loose):
+class NodeMeta(_Loose, frozen=True):
+    """A v1.Node's metadata: its name and labels (its annotations are long and unread)."""
+
+    name: str = ""
+    labels: dict[str, str] | None = None
+
+
+class NodeSpec(_Loose, frozen=True):
     unschedulable: bool | None = None
 
 
-class NodeStatus(_Loose):
+class NodeStatus(_Loose, frozen=True):
     allocatable: dict[str, Quantity] | None = None
     capacity: dict[str, Quantity] | None = None
 
 
-class Node(_Loose):
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: NodeSpec = Field(default_factory=NodeSpec)
-    status: NodeStatus = Field(default_factory=NodeStatus)
+class Node(_Loose, frozen=True):
+    metadata: NodeMeta = msgspec.field(default_factory=NodeMeta)
+    spec: NodeSpec = msgspec.field(default_factory=NodeSpec)
+    status: NodeStatus = msgspec.field(default_factory=NodeStatus)
 
 
-class NodeList(_Loose):
+class NodeList(_Loose, frozen=True):
     items: list[Node] | None = None
 
 
-class ExtenderArgs(_Loose):
+class ExtenderArgs(_Loose, frozen=True):
     """`ExtenderArgs`: the pod, and the candidate nodes (full objects, or names when the
     extender is `nodeCacheCapable`)."""
 
-    pod: Pod = Field(alias="Pod")
-    nodes: NodeList | None = Field(default=None, alias="Nodes")
-    node_names: list[str] | None = Field(default=None, alias="NodeNames")
+    pod: Pod = msgspec.field(name="Pod")
+    nodes: NodeList | None = msgspec.field(default=None, name="Nodes")
+    node_names: list[str] | None = msgspec.field(default=None, name="NodeNames")
+
+    @property
+    def with_objects(self) -> bool:
+        """True when the candidates came as v1.Node objects (`nodeCacheCapable: false`)."""
+        return self.nodes is not None and self.nodes.items is not None
+
+    def names(self) -> list[str]:
+        if self.nodes is not None and self.nodes.items is not None:
+            return [n.metadata.name for n in self.nodes.items]
+        return list(self.node_names or [])
 
 
-class ExtenderBindingArgs(_Loose):
-    pod_name: str = Field(alias="PodName")
-    pod_namespace: str = Field(alias="PodNamespace")
-    pod_uid: str = Field(alias="PodUID")
-    node: str = Field(alias="Node")
+class NameOnly(_Loose, frozen=True):
+    name: str = ""
+
+
+class NamedNode(_Loose, frozen=True):
+    metadata: NameOnly = msgspec.field(default_factory=NameOnly)
+
+
+class NamedNodeList(_Loose, frozen=True):
+    items: list[NamedNode] | None = None
+
+
+class NamedArgs(_Loose, frozen=True):
+    """`ExtenderArgs` read for the names of its v1.Node objects only: what prioritize needs
+    about nodes that its filter call has just read in full (a fifth of the decoding time)."""
+
+    pod: Pod = msgspec.field(name="Pod")
+    nodes: NamedNodeList | None = msgspec.field(default=None, name="Nodes")
+    node_names: list[str] | None = msgspec.field(default=None, name="NodeNames")
+
+    @property
+    def with_objects(self) -> bool:
+        return self.nodes is not None and self.nodes.items is not None
+
+    def names(self) -> list[str]:
+        if self.nodes is not None and self.nodes.items is not None:
+            return [n.metadata.name for n in self.nodes.items]
+        return list(self.node_names or [])
+
+
+class ExtenderBindingArgs(_Loose, frozen=True):
+    pod_name: str = msgspec.field(name="PodName")
+    pod_namespace: str = msgspec.field(name="PodNamespace")
+    pod_uid: str = msgspec.field(name="PodUID")
+    node: str = msgspec.field(name="Node")
+
+
+def decode(raw: bytes, kind: type[T]) -> T:
+    """`raw` JSON as a `kind` (one of the request types above); raises MalformedError."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise MalformedError(str(e)) from e
+
+
+def convert(obj: object, kind: type[T]) -> T:
+    """Already-parsed JSON (dicts, lists, ...) as a `kind`; raises MalformedError."""
+    try:
+        return msgspec.convert(obj, kind)
+    except msgspec.ValidationError as e:
+        raise MalformedError(str(e)) from e
 
 
 class NodeListOut(TypedDict):

@@ -36,11 +36,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from kopilot.kits import clocks
 from kopilot.model import cluster, errors, gpus, resources
 from kopilot.scheduling import (
     demands,
+    extender_encoding,
     extender_types,
     filters,
     fragmentation,
@@ -195,7 +197,15 @@ def demand_from(pod: extender_types.Pod) -> demands.Demand:
     )
 
 
-_Verdicts = tuple[list[str], dict[str, str], dict[str, str], dict[str, float], bool]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Filtered:
+    """One pod's GPU filter verdicts on every node of one extender state, kept for the
+    prioritize call that follows its filter call."""
+
+    results: tuple[tuple[str, framework.FilterResult], ...]
+    """Each filter plugin's name and verdict, in the profile's order."""
+    passed: npt.NDArray[np.bool_]
+    """Nodes passing every filter."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,15 +292,17 @@ class Extender:
         self.rng = rng
         self.clock: clocks.Clock = clock or clocks.WallClock()
         self.grace_s = grace_s
-        self._read: dict[int, tuple[extender_types.Pod, _PodView]] = {}
+        self._pods_read: dict[int, tuple[extender_types.Pod, _PodView]] = {}
         self._refused: dict[str, tuple[_Placed, str]] = {}
         """Pods the sync could not account (over capacity), with the reason, until they change."""
         self.problems: OrderedDict[str, str] = OrderedDict()
         """Pods the last rebuild could not place back (key -> reason), for `/healthz` and logs."""
         self.lock = threading.Lock()
         self.nodes: dict[str, cluster.Node] = {n.name: n for n in nodes}
-        self._raw: dict[str, object] = {}
-        self._memo: OrderedDict[tuple[object, ...], tuple[list[str], _Verdicts]] = OrderedDict()
+        self._raw: dict[str, extender_types.Node] = {}
+        self._epoch = 0
+        """Bumped whenever the state or the profile changes: a `_Filtered` is valid for one."""
+        self._filtered: OrderedDict[tuple[str, demands.Demand, int], _Filtered] = OrderedDict()
         self.bound: dict[str, _Bound] = {}
         self.seen: OrderedDict[str, demands.Demand] = OrderedDict()
         self.shapes: list[demands.Demand] = []
@@ -300,38 +312,28 @@ class Extender:
         # Derived from the current state, reset whenever it is rebuilt: its node names as an
         # array (fancy-indexable) and the last few request name lists resolved against it.
         self._names: npt.NDArray[np.object_] = np.array([], dtype=object)
-        self._resolved: OrderedDict[tuple[str, ...], tuple[npt.NDArray[np.int64], list[str]]] = (
-            OrderedDict()
-        )
+        self._resolved: OrderedDict[tuple[str, ...], npt.NDArray[np.int64]] = OrderedDict()
+        self._encoded = extender_encoding.Priorities()
+        self._encoded_nodes = extender_encoding.NodeItems()
 
     # ---- inventory -----------------------------------------------------------------------
 
     def _learn(self, items: list[extender_types.Node]) -> None:
         changed = False
         for obj in items:
-            meta = obj.metadata
-            seen = self._fingerprint(obj)
-            if self._raw.get(meta.name) == seen:
+            # a Node struct holds only the fields node_from reads: equal means unchanged
+            if self._raw.get(obj.metadata.name) == obj:
                 continue  # unchanged since the last request: skip re-parsing quantities
             node = node_from(obj)
-            self._raw[node.name] = seen
+            self._raw[node.name] = obj
             if self.nodes.get(node.name) != node:
                 self.nodes[node.name] = node
                 changed = True
         if changed or self._state is None:
             self._rebuild()
 
-    @staticmethod
-    def _fingerprint(obj: extender_types.Node) -> object:
-        """The fields of a v1.Node that the inventory reads."""
-        return (
-            obj.status.allocatable,
-            obj.status.capacity,
-            obj.metadata.labels,
-            obj.spec.unschedulable,
-        )
-
     def _rebuild(self) -> None:
+        self._epoch += 1
         self._resolved.clear()
         if not self.nodes:
             self._state = None
@@ -388,136 +390,187 @@ class Extender:
         n = len(self.shapes)
         if self.fixed_workload is None and (n & (n - 1)) == 0:  # 1, 2, 4, 8, ... pods seen
             self._profile = None
+            self._epoch += 1
         if n > 4 * MAX_REMEMBERED_PODS:
             del self.shapes[: n // 2]
 
     # ---- verbs ---------------------------------------------------------------------------
 
-    def _evaluate(self, args: extender_types.ExtenderArgs, *, refresh: bool = True) -> _Verdicts:
-        """Filter and score the request's nodes; memoised, because kube-scheduler asks
-        prioritize about the nodes filter just passed, for the same pod and state."""
+    def _read(
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs, *, refresh: bool
+    ) -> tuple[str, demands.Demand, list[str]]:
+        """The pod's key (UID) and demand and the request's node names, after learning its node
+        objects (with `refresh=False`, only the nodes not known yet: prioritize follows filter,
+        which has just read them)."""
         demand = demand_from(args.pod)
-        with_objects = args.nodes is not None and args.nodes.items is not None
-        if with_objects:
-            assert args.nodes is not None and args.nodes.items is not None
-            if refresh:
-                self._learn(args.nodes.items)
-            else:  # prioritize follows filter, which has just refreshed these nodes
-                self._learn([n for n in args.nodes.items if n.metadata.name not in self.nodes])
-        names = (
-            [n.metadata.name for n in args.nodes.items]
-            if with_objects and args.nodes is not None and args.nodes.items is not None
-            else list(args.node_names or [])
-        )
-        cl = self._state
-        key = (
-            args.pod.metadata.uid or demand.pod,
-            demand,
-            id(cl),
-            int(cl.version.sum()) if cl is not None else -1,
-            id(self._profile),
-        )
-        memo = self._memo.get(key)
-        if memo is not None and memo[0] == names:
-            return memo[1]
-        result = self._compute(args, demand, names, with_objects)
-        self._memo[key] = (names, result)
-        while len(self._memo) > 64:
-            self._memo.popitem(last=False)
-        return result
+        if isinstance(args, extender_types.ExtenderArgs) and args.nodes is not None:
+            items = args.nodes.items or []
+            self._learn(
+                items if refresh else [n for n in items if n.metadata.name not in self.nodes]
+            )
+        uid = args.pod.metadata.uid or demand.pod
+        self._remember(uid, demand)
+        return uid, demand, args.names()
 
-    def _compute(
-        self,
-        args: extender_types.ExtenderArgs,
-        demand: demands.Demand,
-        names: list[str],
-        with_objects: bool,
-    ) -> _Verdicts:
-        self._remember(args.pod.metadata.uid or demand.pod, demand)
-        failed: dict[str, str] = {}
-        unresolvable: dict[str, str] = {}
-        cl = self._state
-        if cl is None:
-            return [], failed, dict.fromkeys(names, UNKNOWN_NODE), {}, with_objects
-        idx, unknown_names = self._resolve(cl, names)
-        for n in unknown_names:
-            unresolvable[n] = UNKNOWN_NODE
-        if idx.size == 0:
-            return [], failed, unresolvable, {}, with_objects
-        candidates = np.zeros(len(cl), dtype=np.bool_)
-        candidates[idx] = True
-        profile = self._profile_for()
-        alive = candidates.copy()
-        for plugin in profile.filters:
-            result = plugin.filter(cl, demand)
-            rejected = alive & ~result.passed
-            target = unresolvable if result.unresolvable else failed
-            for i in np.flatnonzero(rejected):
-                target[cl.names[i]] = f"{plugin.name}: {result.reason}"
-            alive &= result.passed
-        survivors = np.flatnonzero(alive)
-        passed: list[str] = self._names[survivors].tolist()
-        scores: dict[str, float] = {}
-        if alive.any():
-            total = np.zeros(len(cl), dtype=np.float64)
-            for scorer, weight in profile.scores:
-                raw = scorer.score(cl, demand, alive, self.rng)
-                total += weight * framework.normalise(raw, alive)
-            scores = dict(zip(passed, total[survivors].tolist(), strict=True))
-        return passed, failed, unresolvable, scores, with_objects
+    def knows(self, names: Iterable[str]) -> bool:
+        """True when every node named is in the extender's node cache."""
+        return all(map(self.nodes.__contains__, names))
 
-    def _resolve(
-        self, cl: state.ClusterState, names: list[str]
-    ) -> tuple[npt.NDArray[np.int64], list[str]]:
-        """Indices of the request's known nodes and the unknown names. kube-scheduler sends the
-        same candidate list call after call, so the last few resolutions are kept (until the
-        state is rebuilt)."""
+    def _filters(self, cl: state.ClusterState, uid: str, demand: demands.Demand) -> _Filtered:
+        """The pod's filter verdicts on this state; memoised, because kube-scheduler asks
+        prioritize about the nodes filter just passed, for the same pod and state."""
+        key = (uid, demand, self._epoch)
+        hit = self._filtered.get(key)
+        if hit is not None:
+            return hit
+        results = tuple((p.name, p.filter(cl, demand)) for p in self._profile_for().filters)
+        passed = np.ones(len(cl), dtype=np.bool_)
+        for _, result in results:
+            passed &= result.passed
+        verdict = _Filtered(results=results, passed=passed)
+        self._filtered[key] = verdict
+        while len(self._filtered) > 64:
+            self._filtered.popitem(last=False)
+        return verdict
+
+    def _resolve(self, cl: state.ClusterState, names: list[str]) -> npt.NDArray[np.int64]:
+        """Each request name's node index in the state, -1 for a node it does not know.
+        kube-scheduler sends the same candidate list call after call, so the last few
+        resolutions are kept (until the state is rebuilt)."""
         key = tuple(names)
         hit = self._resolved.get(key)
         if hit is not None:
             return hit
-        known = [cl.index[n] for n in names if n in cl.index]
-        unknown = [n for n in names if n not in cl.index]
-        result = (np.array(known, dtype=np.int64), unknown)
-        self._resolved[key] = result
+        at = np.fromiter(map(cl.index.get, names, itertools.repeat(-1)), np.int64, len(names))
+        self._resolved[key] = at
         while len(self._resolved) > 8:
             self._resolved.popitem(last=False)
-        return result
+        return at
+
+    def _filter(
+        self, uid: str, demand: demands.Demand, names: list[str]
+    ) -> tuple[list[str], dict[str, str], dict[str, str]]:
+        """The names passing the GPU filters, the failed ones and the unresolvable ones (with
+        the first filter that rejected each, or unknown to the extender)."""
+        cl = self._state
+        if cl is None:
+            return [], {}, dict.fromkeys(names, UNKNOWN_NODE)
+        at = self._resolve(cl, names)
+        unresolvable = dict.fromkeys([names[i] for i in np.flatnonzero(at < 0)], UNKNOWN_NODE)
+        alive = np.zeros(len(cl), dtype=np.bool_)
+        alive[at[at >= 0]] = True
+        failed: dict[str, str] = {}
+        for plugin, result in self._filters(cl, uid, demand).results:
+            rejected = np.flatnonzero(alive & ~result.passed)
+            if rejected.size:
+                target = unresolvable if result.unresolvable else failed
+                target.update(
+                    dict.fromkeys(self._names[rejected].tolist(), f"{plugin}: {result.reason}")
+                )
+            alive &= result.passed
+        passed: list[str] = self._names[np.flatnonzero(alive)].tolist()
+        return passed, failed, unresolvable
+
+    def _scores(
+        self, uid: str, demand: demands.Demand, names: list[str]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], framework.FloatArray]:
+        """The request names' node indices (-1: unknown), the nodes scored (named and passing
+        every GPU filter) and the profile's weighted score of each (0 elsewhere), normalised
+        over the nodes scored as the framework does."""
+        cl = self._state
+        if cl is None:
+            return np.full(len(names), -1, dtype=np.int64), np.zeros(0, np.bool_), np.zeros(0)
+        at = self._resolve(cl, names)
+        alive = np.zeros(len(cl), dtype=np.bool_)
+        alive[at[at >= 0]] = True
+        alive &= self._filters(cl, uid, demand).passed
+        total = np.zeros(len(cl), dtype=np.float64)
+        if alive.any():
+            for scorer, weight in self._profile_for().scores:
+                raw = scorer.score(cl, demand, alive, self.rng)
+                total += weight * framework.normalise(raw, alive)
+        return at, alive, total
+
+    def scores(self, args: extender_types.ExtenderArgs) -> dict[str, float]:
+        """The profile's weighted score (0..100 x the weight sum) of each request node passing
+        the GPU filters, as prioritize sees them."""
+        with self.lock:
+            uid, demand, names = self._read(args, refresh=False)
+            at, alive, total = self._scores(uid, demand, names)
+        return {
+            n: float(total[i])
+            for n, i in zip(names, at.tolist(), strict=True)
+            if i >= 0 and alive[i]
+        }
 
     def filter(self, args: extender_types.ExtenderArgs) -> extender_types.ExtenderFilterResult:
         with self.lock:
-            passed, failed, unresolvable, _, with_objects = self._evaluate(args)
+            uid, demand, names = self._read(args, refresh=True)
+            passed, failed, unresolvable = self._filter(uid, demand, names)
         return {
             "Nodes": {"items": [{"metadata": {"name": n}} for n in passed]}
-            if with_objects
+            if args.with_objects
             else None,
-            "NodeNames": None if with_objects else passed,
+            "NodeNames": None if args.with_objects else passed,
             "FailedNodes": failed,
             "FailedAndUnresolvableNodes": unresolvable,
             "Error": "",
         }
 
-    def prioritize(self, args: extender_types.ExtenderArgs) -> list[extender_types.HostPriority]:
+    def filter_json(self, args: extender_types.ExtenderArgs) -> bytes:
+        """`filter`'s answer as JSON; the passing v1.Node entries (name only, all kube-scheduler
+        reads of them) are encoded once per node name."""
         with self.lock:
-            _, _, _, scores, with_objects = self._evaluate(args, refresh=False)
-        names = (
-            [n.metadata.name for n in (args.nodes.items or [])]
-            if with_objects and args.nodes is not None
-            else list(args.node_names or [])
+            uid, demand, names = self._read(args, refresh=True)
+            passed, failed, unresolvable = self._filter(uid, demand, names)
+        return orjson.dumps(
+            {
+                "Nodes": orjson.Fragment(self._encoded_nodes.encode(passed))
+                if args.with_objects
+                else None,
+                "NodeNames": None if args.with_objects else passed,
+                "FailedNodes": failed,
+                "FailedAndUnresolvableNodes": unresolvable,
+                "Error": "",
+            }
         )
+
+    def _priorities(
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs
+    ) -> tuple[list[str], list[int]]:
+        """The request's node names and their priorities 0..MAX_EXTENDER_PRIORITY: the weighted
+        score over the weight sum, scaled and rounded half to even; the best nodes get the
+        maximum; a node that fails the filters (or is unknown) gets 0."""
+        with self.lock:
+            uid, demand, names = self._read(args, refresh=False)
+            at, alive, total = self._scores(uid, demand, names)
+            weight_sum = sum(w for _, w in self._profile_for().scores) or 1.0
+        if not alive.any():
+            return names, [0] * len(names)
         # One array pass instead of a Python loop per node: numpy rounds half to even, as round().
-        values = np.fromiter(
-            map(scores.get, names, itertools.repeat(np.nan)), np.float64, len(names)
-        )
-        weight_sum = sum(w for _, w in self._profile_for().scores) or 1.0
+        known = at >= 0
+        scored = np.zeros(len(names), dtype=np.bool_)
+        scored[known] = alive[at[known]]
+        values = np.where(scored, total[np.where(known, at, 0)], 0.0)
         scaled = values / (100.0 * weight_sum) * extender_types.MAX_EXTENDER_PRIORITY
-        top = max(scores.values(), default=0.0)
+        top = float(total[alive].max())
         if top > 0:
-            scaled[values >= top - 1e-9] = extender_types.MAX_EXTENDER_PRIORITY
-        ints = np.clip(
-            np.round(np.nan_to_num(scaled, nan=0.0)), 0, extender_types.MAX_EXTENDER_PRIORITY
-        ).astype(np.int64)
-        return [{"Host": n, "Score": s} for n, s in zip(names, ints.tolist(), strict=True)]
+            scaled[scored & (values >= top - 1e-9)] = extender_types.MAX_EXTENDER_PRIORITY
+        ints = np.clip(np.round(scaled), 0, extender_types.MAX_EXTENDER_PRIORITY).astype(np.int64)
+        return names, ints.tolist()
+
+    def prioritize(
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs
+    ) -> list[extender_types.HostPriority]:
+        names, ints = self._priorities(args)
+        return [{"Host": n, "Score": s} for n, s in zip(names, ints, strict=True)]
+
+    def prioritize_json(
+        self, args: extender_types.ExtenderArgs | extender_types.NamedArgs
+    ) -> bytes:
+        """`prioritize`'s answer as JSON, from entries encoded once per node name."""
+        names, ints = self._priorities(args)
+        return self._encoded.encode(names, ints)
 
     def bind(
         self, args: extender_types.ExtenderBindingArgs
@@ -544,6 +597,7 @@ class Extender:
                 }
             allocation = check.allocation
             cl.assign(allocation)
+            self._epoch += 1
             self.bound[key] = _Bound(
                 demand=demand,
                 node=args.node,
@@ -583,7 +637,9 @@ class Extender:
         """Release a pod the extender bound (it ended or was deleted)."""
         with self.lock:
             self.bound.pop(pod_key, None)
-            return self._state is not None and self._state.release(pod_key) is not None
+            released = self._state is not None and self._state.release(pod_key) is not None
+            self._epoch += released
+            return released
 
     def sync(
         self, nodes: Iterable[extender_types.Node], pods: Iterable[extender_types.Pod]
@@ -604,7 +660,7 @@ class Extender:
         seen = 0
         for pod in pods:
             seen += 1
-            known = self._read.get(id(pod))
+            known = self._pods_read.get(id(pod))
             view = known[1] if known is not None and known[0] is pod else _view(pod)
             read[id(pod)] = (pod, view)
             if isinstance(view, _Placed):
@@ -613,22 +669,22 @@ class Extender:
                 ended.add(view.key)
             elif view is not None:
                 problems.append(view)
-        self._read = read
+        self._pods_read = read
         now = self.clock.now()
         with self.lock:
             fresh: dict[str, cluster.Node] = {}
-            raw: dict[str, object] = {}
+            raw: dict[str, extender_types.Node] = {}
             for obj in nodes:
-                name, seen_as = obj.metadata.name, self._fingerprint(obj)
-                if self._raw.get(name) == seen_as and name in self.nodes:
-                    fresh[name], raw[name] = self.nodes[name], seen_as  # unchanged: no re-parse
+                name = obj.metadata.name
+                if name in self.nodes and self._raw.get(name) == obj:
+                    fresh[name], raw[name] = self.nodes[name], obj  # unchanged: no re-parse
                     continue
                 try:
                     fresh[name] = node_from(obj)
                 except errors.InvalidInputError as e:
                     problems.append(f"node {name}: {e}")
                     continue
-                raw[name] = seen_as
+                raw[name] = obj
             added = tuple(sorted(fresh.keys() - self.nodes.keys()))
             removed = tuple(sorted(self.nodes.keys() - fresh.keys()))
             changed = bool(added or removed) or any(
@@ -662,6 +718,7 @@ class Extender:
                 self._rebuild()
             else:  # same nodes: account the difference, no rebuild of every pod
                 cl = self._state
+                self._epoch += bool(released or adopted)  # kept filter verdicts are stale
                 for key in released:
                     cl.release(key)
                 for key in adopted:

@@ -15,12 +15,15 @@ increases F_n the least, choosing among the node's GPUs too.
 
 `Fragmentation` holds per-node figures (for every task shape: the free capacity on GPUs too small
 for it, the count of GPUs big enough) and recomputes only the rows of nodes that changed (by
-`ClusterState.version`). `delta()` evaluates every (node, GPU) candidate in one vectorised pass.
+`ClusterState.version`). `delta()` evaluates every (node, GPU) candidate in one vectorised pass,
+and keeps its result per task shape, so a pod shaped like an earlier one costs only the nodes
+that changed since.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,6 +37,11 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _NO_ROOM = 10 * resources.GPU_MILLI
+_NO_WASTE = np.zeros(resources.GPU_MILLI + 1, dtype=np.float64)
+MAX_SHAPES = 256
+"""Task shapes whose per-node fragmentation increase `Fragmentation.delta` keeps."""
+
+_ShapeKey = tuple[int, int, int, int, frozenset[str], str | None, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,7 +133,8 @@ class Fragmentation:
         self.use_memory = memory
         self.stranding = stranding
         self.lookahead = lookahead
-        self.waste = terminal_waste(workload)
+        # V[f] of the one-GPU look-ahead; only the look-ahead reads it (20 ms to build)
+        self.waste = terminal_waste(workload) if lookahead else _NO_WASTE
         self.pressure = model_pressure(cluster, workload)
         shapes = workload.shapes
         self.m: IntArray = np.array([s.milli for s in shapes], dtype=np.int64)
@@ -151,8 +160,10 @@ class Fragmentation:
         self.big: IntArray = np.zeros((n, t_count), dtype=np.int64)
         self.total: IntArray = np.zeros(n, dtype=np.int64)
         self.frag: FloatArray = np.zeros(n, dtype=np.float64)
-        self.vsum: FloatArray = np.zeros(n, dtype=np.float64)
         self.seen: IntArray = np.full(n, -1, dtype=np.int64)
+        self._mean_pressure: dict[frozenset[str], float] = {}
+        """Per set of allowed models, the mean pressure of those the cluster has (`_excess`)."""
+        self._deltas: OrderedDict[_ShapeKey, tuple[FloatArray, IntArray, IntArray]] = OrderedDict()
 
     def refresh(self) -> None:
         """Recompute the rows of nodes that changed since the last call."""
@@ -165,7 +176,6 @@ class Fragmentation:
         self.big[rows] = fits.sum(axis=1)
         self.small[rows] = np.where(fits, 0, free[:, :, None]).sum(axis=1)
         self.total[rows] = free.sum(axis=1)
-        self.vsum[rows] = np.where(cl.gpu_real[rows], self.waste[free], 0.0).sum(axis=1)
         self.frag[rows] = self._frag(
             rows,
             small=self.small[rows],
@@ -208,8 +218,43 @@ class Fragmentation:
     ) -> tuple[FloatArray, IntArray]:
         """For each node, the least increase of fragmentation placing `demand` can cause there,
         and the GPU that achieves it (-1 for whole GPUs / no GPU). Infeasible nodes get +inf.
+
+        A node's figures depend only on its own row of the state and on the pod's shape (not
+        its name): they are kept per shape (the last MAX_SHAPES shapes asked about) and
+        recomputed only for the nodes whose `version` changed since.
         """
         self.refresh()
+        cl = self.cluster
+        key = (
+            demand.cpu_milli,
+            demand.memory_mib,
+            demand.gpus,
+            demand.gpu_milli,
+            demand.models,
+            demand.mig_profile,
+            demand.mig_count,
+        )
+        kept = self._deltas.get(key)
+        if kept is None:
+            n = len(cl)
+            kept = (np.zeros(n), np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64))
+            self._deltas[key] = kept
+            while len(self._deltas) > MAX_SHAPES:
+                self._deltas.popitem(last=False)
+        else:
+            self._deltas.move_to_end(key)
+        out, best_gpu, stamp = kept
+        stale = feasible & (stamp != cl.version)
+        if stale.any():
+            fresh_out, fresh_gpu = self._delta(demand, stale)
+            out[stale] = fresh_out[stale]
+            best_gpu[stale] = fresh_gpu[stale]
+            stamp[stale] = cl.version[stale]
+        return np.where(feasible, out, np.inf), np.where(feasible, best_gpu, -1)
+
+    def _delta(
+        self, demand: demands.Demand, feasible: npt.NDArray[np.bool_]
+    ) -> tuple[FloatArray, IntArray]:
         cl = self.cluster
         n = len(cl)
         out = np.full(n, np.inf, dtype=np.float64)
@@ -242,14 +287,14 @@ class Fragmentation:
         if share_nodes.size:
             node_of, gpu_of, after = self._share_candidates(share_nodes, share[share_nodes], demand)
             delta = after - self.frag[node_of]
-            starts = np.flatnonzero(np.r_[True, node_of[1:] != node_of[:-1]])
+            starts = np.flatnonzero(_first_of_runs(node_of))
             mins = np.minimum.reduceat(delta, starts)
             owners = node_of[starts]
             out[owners] = mins
             # the first candidate of each node reaching its minimum
-            is_min = delta <= np.repeat(mins, np.diff(np.r_[starts, delta.size])) + 1e-9
+            is_min = delta <= np.repeat(mins, np.diff(starts, append=delta.size)) + 1e-9
             first = np.flatnonzero(is_min)
-            keep = np.r_[True, node_of[first][1:] != node_of[first][:-1]]
+            keep = _first_of_runs(node_of[first])
             best_gpu[node_of[first][keep]] = gpu_of[first][keep]
         return out, best_gpu
 
@@ -293,11 +338,15 @@ class Fragmentation:
     def _excess(self, demand: demands.Demand, nodes: IntArray) -> FloatArray:
         """How much scarcer the nodes' GPU model is than the average model the pod may use."""
         cl = self.cluster
-        allowed = cl.models_mask(demand.models) & (cl.model_id >= 0)
-        ids = np.unique(cl.model_id[allowed])
-        if ids.size <= 1:
-            return np.zeros(nodes.size, dtype=np.float64)  # only one model will do: no choice
-        mean = float(self.pressure[ids].mean())
+        mean = self._mean_pressure.get(demand.models)
+        if mean is None:
+            allowed = cl.models_mask(demand.models) & (cl.model_id >= 0)
+            ids = np.unique(cl.model_id[allowed])
+            # NaN: only one model will do, no choice
+            mean = float(self.pressure[ids].mean()) if ids.size > 1 else float("nan")
+            self._mean_pressure[demand.models] = mean
+        if math.isnan(mean):
+            return np.zeros(nodes.size, dtype=np.float64)
         out: FloatArray = np.maximum(0.0, self.pressure[cl.model_id[nodes]] - mean)
         return out
 
@@ -368,4 +417,12 @@ def terminal_waste(workload: Workload) -> FloatArray:
         if fits.any():
             weights = prob[fits]
             out[f] = float((weights * out[f - milli[fits]]).sum() / weights.sum())
+    return out
+
+
+def _first_of_runs(values: IntArray) -> npt.NDArray[np.bool_]:
+    """True where a run of equal values starts (`values` non-empty)."""
+    out = np.empty(values.size, dtype=np.bool_)
+    out[0] = True
+    np.not_equal(values[1:], values[:-1], out=out[1:])
     return out
