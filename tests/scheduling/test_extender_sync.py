@@ -211,3 +211,14 @@ def test_a_pod_object_seen_before_is_not_parsed_again(monkeypatch: pytest.Monkey
     changed = _placed("a", "n1", {"nvidia.com/gpu": "2"})  # a new object: the pod changed
     ext.sync(nodes, [changed, pods[1]])
     assert calls == ["a", "b", "a"]
+
+
+def test_a_pod_asked_again_after_a_sync_sees_what_the_sync_changed() -> None:
+    ext = _ext(clocks.VirtualClock(0.0))
+    nodes = _nodes(v1_node("n1", gpus=1), v1_node("n2", gpus=1))
+    ext.sync(nodes, [])
+    pod = v1_pod("p", requests={"nvidia.com/gpu": "1"})
+    ask = _as(extender_types.ExtenderArgs, args(pod, names=["n1", "n2"]))
+    assert ext.filter(ask)["NodeNames"] == ["n1", "n2"]
+    ext.sync(nodes, [_placed("other", "n1", {"nvidia.com/gpu": "1"}, gpus="0")])
+    assert ext.filter(ask)["NodeNames"] == ["n2"]  # kept verdicts from before would say n1 too
