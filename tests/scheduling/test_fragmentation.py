@@ -65,9 +65,31 @@ def test_stranding_counts_gpus_the_free_cpu_cannot_feed() -> None:
     assert d_strand[0] > 0.0  # but cannot feed both idle GPUs at the workload's CPU per GPU
 
 
-def test_terminal_waste_sees_what_a_fitting_task_leaves() -> None:
-    waste = fragmentation.terminal_waste(fragmentation.Workload(shapes=(HALF,)))
-    assert waste[400] == 400.0 and waste[500] == 0.0 and waste[600] == 100.0
+def test_remnant_term_keeps_a_share_out_of_a_hole_the_next_share_would_fill() -> None:
+    # A 530-milli hole beside a 470 is filled by the next 470 (60 left); a 320 put there leaves
+    # 210 that nothing in the workload fills. FGD alone takes the hole (fragmentation 318 -> 210);
+    # with the remnant term the 320 opens the idle GPU (680 left: two more 320s, 40 for good).
+    def share(milli: int, popularity: float) -> fragmentation.TaskShape:
+        return fragmentation.TaskShape(
+            milli=milli,
+            count=1,
+            cpu_milli=1000,
+            memory_mib=0,
+            models=frozenset(),
+            popularity=popularity,
+        )
+
+    workload = fragmentation.Workload(shapes=(share(1000, 0.6), share(470, 0.3), share(320, 0.1)))
+    cl = state.ClusterState([node("n0", gpus_=2)])
+    cl.assign(state.Allocation(pod="a", node=0, gpu_indices=(0,), milli_per_gpu=470))
+    one = np.ones(1, dtype=np.bool_)
+    plain = fragmentation.Fragmentation(cl, workload)
+    aware = fragmentation.Fragmentation(cl, workload, remnant=8.0)
+    _, fgd_gpu = plain.delta(pod("x", milli=320), one)
+    delta, gpu = aware.delta(pod("x", milli=320), one)
+    assert fgd_gpu[0] == 0
+    assert gpu[0] == 1
+    assert delta[0] == pytest.approx(0.6 * 680 + 8.0 * 40)
 
 
 def test_reserve_keeps_flexible_pods_off_a_model_only_constrained_pods_can_use() -> None:
@@ -126,7 +148,7 @@ SHAPES = [
             "memory": st.booleans(),
             "stranding": st.sampled_from([0.0, 1.0]),
             "reserve": st.sampled_from([0.0, 1.0]),
-            "lookahead": st.sampled_from([0.0, 0.5]),
+            "remnant": st.sampled_from([0.0, 8.0]),
         }
     ),
 )

@@ -42,6 +42,24 @@ def test_fgd_packs_a_share_next_to_a_partly_used_gpu() -> None:
     assert (a.node, a.allocation.gpu_indices) == (b.node, b.allocation.gpu_indices)
 
 
+@pytest.mark.parametrize(("name", "gpu"), [("fgd", 0), ("kopilot", 1)])
+def test_kopilot_keeps_a_share_out_of_a_hole_that_the_next_share_fills(name: str, gpu: int) -> None:
+    # 470s pair up (60 left). A 320 in a 470's 530-milli hole leaves 210 that no share of the
+    # workload fills; FGD puts it there, kopilot opens the idle GPU (two more 320s fill it to 40).
+    pods = [pod(f"w{i}", gpus_=1) for i in range(6)]
+    pods += [pod(f"h{i}", milli=470) for i in range(3)] + [pod("t", milli=320)]
+    s = placing.Scheduler(
+        state.ClusterState([node("n1", gpus_=2)]),
+        profiles.named(name, workload=profiles.workload_of(pods)),
+        randomness.rng(1, "test"),
+    )
+    first = s.schedule(pod("first", milli=470))
+    assert isinstance(first, framework.Placement)
+    second = s.schedule(pod("second", milli=320))
+    assert isinstance(second, framework.Placement)
+    assert (first.allocation.gpu_indices, second.allocation.gpu_indices) == ((0,), (gpu,))
+
+
 def test_unschedulable_says_why_like_kube_scheduler() -> None:
     s = scheduler([node("n1", gpus_=2, cpu=4000), node("n2", gpus_=1, model="T4")])
     decision = s.schedule(pod("big", gpus_=2, cpu=8000, models="G2"))

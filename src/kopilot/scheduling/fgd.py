@@ -24,11 +24,11 @@ class FragmentationScore:
         name: str = "FGD",
         memory: bool = False,
         stranding: float = 0.0,
-        lookahead: float = 0.0,
+        remnant: float = 0.0,
         reserve: float = 0.0,
     ) -> None:
         self.reserve = reserve
-        self.lookahead = lookahead
+        self.remnant = remnant
         self._name = name
         self.workload = workload
         self.memory = memory
@@ -50,7 +50,7 @@ class FragmentationScore:
                     self.workload,
                     memory=self.memory,
                     stranding=self.stranding,
-                    lookahead=self.lookahead,
+                    remnant=self.remnant,
                     reserve=self.reserve,
                 ),
             )

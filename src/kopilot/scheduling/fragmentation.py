@@ -18,6 +18,11 @@ for it, the count of GPUs big enough) and recomputes only the rows of nodes that
 `ClusterState.version`). `delta()` evaluates every (node, GPU) candidate in one vectorised pass,
 and keeps its result per task shape, so a pod shaped like an earlier one costs only the nodes
 that changed since.
+
+Three optional terms, off by default (plain FGD), are used by kopilot's policy (`kopilots`):
+`stranding` (free GPU capacity the node's free CPU and memory cannot feed), `remnant` (the change of
+the lasting remnant of the GPU a share goes on, see `remnants`) and `reserve` (GPU models that
+model-constrained shapes need).
 """
 
 from __future__ import annotations
@@ -31,13 +36,12 @@ import numpy as np
 import numpy.typing as npt
 
 from kopilot.model import resources
-from kopilot.scheduling import demands, state
+from kopilot.scheduling import demands, remnants, state
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _NO_ROOM = 10 * resources.GPU_MILLI
-_NO_WASTE = np.zeros(resources.GPU_MILLI + 1, dtype=np.float64)
 MAX_SHAPES = 256
 """Task shapes whose per-node fragmentation increase `Fragmentation.delta` keeps."""
 
@@ -124,7 +128,7 @@ class Fragmentation:
         *,
         memory: bool = False,
         stranding: float = 0.0,
-        lookahead: float = 0.0,
+        remnant: float = 0.0,
         reserve: float = 0.0,
     ) -> None:
         self.cluster = cluster
@@ -132,9 +136,8 @@ class Fragmentation:
         self.workload = workload
         self.use_memory = memory
         self.stranding = stranding
-        self.lookahead = lookahead
-        # V[f] of the one-GPU look-ahead; only the look-ahead reads it (20 ms to build)
-        self.waste = terminal_waste(workload) if lookahead else _NO_WASTE
+        self.remnant = remnant
+        self.remnants = remnants.least(remnants.fillers(single_gpu_popularity(workload)))
         self.pressure = model_pressure(cluster, workload)
         shapes = workload.shapes
         self.m: IntArray = np.array([s.milli for s in shapes], dtype=np.int64)
@@ -282,8 +285,8 @@ class Fragmentation:
                 out[other_nodes] += (
                     self.reserve * k * resources.GPU_MILLI * self._excess(demand, other_nodes)
                 )
-            if self.lookahead and k:
-                out[other_nodes] += self.lookahead * k * (self.waste[0] - self.waste[-1])
+            if self.remnant and k:
+                out[other_nodes] += self.remnant * k * (self.remnants[0] - self.remnants[-1])
         if share_nodes.size:
             node_of, gpu_of, after = self._share_candidates(share_nodes, share[share_nodes], demand)
             delta = after - self.frag[node_of]
@@ -329,8 +332,8 @@ class Fragmentation:
             cpu_free=cl.cpu_free[node_of] - demand.cpu_milli,
             mem_free=cl.mem_free[node_of] - demand.memory_mib,
         )
-        if self.lookahead:
-            after = after + self.lookahead * (self.waste[now] - self.waste[before])
+        if self.remnant:
+            after = after + self.remnant * (self.remnants[now] - self.remnants[before])
         if self.reserve:
             after = after + self.reserve * need[row] * self._excess(demand, node_of)
         return node_of, gpu.astype(np.int64), after
@@ -397,26 +400,12 @@ def model_pressure(cluster: state.ClusterState, workload: Workload) -> FloatArra
     return out
 
 
-def terminal_waste(workload: Workload) -> FloatArray:
-    """V[f]: the milli-GPU expected to stay unused on one GPU with f milli free, if tasks keep
-    arriving from the workload and each one that fits is put on it (a one-GPU look-ahead).
-
-    V[f] = f when no single-GPU task fits; otherwise the popularity-weighted mean of V[f - m]
-    over the tasks with m <= f. FGD counts a GPU with 530 free as no fragment for a 470 task;
-    V sees the 60 that task will leave behind.
-    """
-    size = resources.GPU_MILLI + 1
-    out = np.arange(size, dtype=np.float64)
-    singles = [(s.milli, s.popularity) for s in workload.shapes if s.count == 1 and s.milli > 0]
-    if not singles:
-        return out
-    milli = np.array([m for m, _ in singles], dtype=np.int64)
-    prob = np.array([p for _, p in singles], dtype=np.float64)
-    for f in range(1, size):
-        fits = milli <= f
-        if fits.any():
-            weights = prob[fits]
-            out[f] = float((weights * out[f - milli[fits]]).sum() / weights.sum())
+def single_gpu_popularity(workload: Workload) -> dict[int, float]:
+    """Popularity of the workload's single-GPU tasks by per-GPU milli (shares and whole GPUs)."""
+    out: dict[int, float] = {}
+    for s in workload.shapes:
+        if s.count == 1 and s.milli > 0:
+            out[s.milli] = out.get(s.milli, 0.0) + s.popularity
     return out
 
 

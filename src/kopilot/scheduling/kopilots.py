@@ -10,6 +10,12 @@ milli-GPU. The increase of that sum is minimised as in FGD, so CPU-hungry and CP
 steered to CPU-rich nodes early, before any threshold is crossed. Memory also counts in the
 fragmentation test (FGD looks at CPU only). Ties are broken by best fit.
 
+A GPU share also pays REMNANT x the change of its GPU's lasting remnant (`remnants`): the free milli
+that the workload's reliable filler sizes cannot fill, however many of them come. Among the GPUs a
+share fits on, the one left with the smallest lasting remnant wins (a 320 beside a 650, not beside
+a 470, whose 530-milli hole the next 470 fills to 60); fragmentation and stranding decide between
+equal remnants and for whole GPUs, whose remnant is zero.
+
 With GPU model constraints (`gpu_spec`), kopilot also keeps flexible pods off GPU models that
 constrained pods can only run on: each milli-GPU placed on a model under more pressure than the
 pod's average allowed model costs RESERVE x the difference (see `fragmentation.model_pressure`).
@@ -20,9 +26,12 @@ from __future__ import annotations
 
 from kopilot.scheduling import fgd, fragmentation, framework, scores
 
-DESCRIPTION = "fragmentation + stranded-GPU aware placement (kopilot)"
+DESCRIPTION = "fragmentation + stranded-GPU + share-remnant aware placement (kopilot)"
 STRANDING = 1.0
 """Weight of stranded milli-GPU against fragmented milli-GPU (both are GPU capacity lost)."""
+REMNANT = 8.0
+"""Weight of the remnant term against fragmentation (both milli-GPU). Measured on the openb default
+trace (3 seeds, @130 %): 5 -> 96.21 %, 8 -> 96.23, 12 -> 96.27; without the term 95.94."""
 RESERVE = 1.0
 """Weight of the scarce-model term, in milli-GPU per milli-GPU placed per unit of excess pressure."""
 TIE_BREAK = 1e-4
@@ -37,6 +46,7 @@ def plugins(
         name="FragmentationAndStranding",
         memory=True,
         stranding=STRANDING,
+        remnant=REMNANT,
         reserve=RESERVE,
     )
     return ((frag, 1.0), (scores.BestFit(), TIE_BREAK)), fgd.FragmentationPicker(frag)
