@@ -12,6 +12,7 @@ where it is, e.g. `Expected `str`, got `int` - at `$.Pod.metadata.name``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypedDict, TypeVar
 
 import msgspec
@@ -104,9 +105,7 @@ class ExtenderArgs(_Loose, frozen=True):
         return self.nodes is not None and self.nodes.items is not None
 
     def names(self) -> list[str]:
-        if self.nodes is not None and self.nodes.items is not None:
-            return [n.metadata.name for n in self.nodes.items]
-        return list(self.node_names or [])
+        return _names(self.nodes.items if self.nodes is not None else None, self.node_names)
 
 
 class NameOnly(_Loose, frozen=True):
@@ -134,9 +133,14 @@ class NamedArgs(_Loose, frozen=True):
         return self.nodes is not None and self.nodes.items is not None
 
     def names(self) -> list[str]:
-        if self.nodes is not None and self.nodes.items is not None:
-            return [n.metadata.name for n in self.nodes.items]
-        return list(self.node_names or [])
+        return _names(self.nodes.items if self.nodes is not None else None, self.node_names)
+
+
+def _names(items: Sequence[Node | NamedNode] | None, node_names: list[str] | None) -> list[str]:
+    """The candidate node names: of the objects when there are any, else the names list."""
+    if items is not None:
+        return [n.metadata.name for n in items]
+    return list(node_names or [])
 
 
 class ExtenderBindingArgs(_Loose, frozen=True):

@@ -33,6 +33,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -261,6 +262,24 @@ def _view(pod: extender_types.Pod) -> _PodView:
         return _Placed(key, pod.spec.node_name, demand_from(pod), gpus_from(pod))
     except errors.InvalidInputError as e:
         return str(e)
+
+
+def _filter_result(
+    args: extender_types.ExtenderArgs,
+    passed: list[str],
+    failed: dict[str, str],
+    unresolvable: dict[str, str],
+    nodes: Any,
+) -> extender_types.ExtenderFilterResult:
+    """`ExtenderFilterResult`: the passing nodes as `nodes` when the request carried objects,
+    else as names."""
+    return {
+        "Nodes": nodes if args.with_objects else None,
+        "NodeNames": None if args.with_objects else passed,
+        "FailedNodes": failed,
+        "FailedAndUnresolvableNodes": unresolvable,
+        "Error": "",
+    }
 
 
 def gpus_from(pod: extender_types.Pod) -> tuple[int, ...]:
@@ -504,36 +523,23 @@ class Extender:
         }
 
     def filter(self, args: extender_types.ExtenderArgs) -> extender_types.ExtenderFilterResult:
-        with self.lock:
-            uid, demand, names = self._read(args, refresh=True)
-            passed, failed, unresolvable = self._filter(uid, demand, names)
-        return {
-            "Nodes": {"items": [{"metadata": {"name": n}} for n in passed]}
-            if args.with_objects
-            else None,
-            "NodeNames": None if args.with_objects else passed,
-            "FailedNodes": failed,
-            "FailedAndUnresolvableNodes": unresolvable,
-            "Error": "",
-        }
+        passed, failed, unresolvable = self._filter_args(args)
+        nodes: extender_types.NodeListOut = {"items": [{"metadata": {"name": n}} for n in passed]}
+        return _filter_result(args, passed, failed, unresolvable, nodes)
 
     def filter_json(self, args: extender_types.ExtenderArgs) -> bytes:
         """`filter`'s answer as JSON; the passing v1.Node entries (name only, all kube-scheduler
         reads of them) are encoded once per node name."""
+        passed, failed, unresolvable = self._filter_args(args)
+        nodes = orjson.Fragment(self._encoded_nodes.encode(passed))
+        return orjson.dumps(_filter_result(args, passed, failed, unresolvable, nodes))
+
+    def _filter_args(
+        self, args: extender_types.ExtenderArgs
+    ) -> tuple[list[str], dict[str, str], dict[str, str]]:
         with self.lock:
             uid, demand, names = self._read(args, refresh=True)
-            passed, failed, unresolvable = self._filter(uid, demand, names)
-        return orjson.dumps(
-            {
-                "Nodes": orjson.Fragment(self._encoded_nodes.encode(passed))
-                if args.with_objects
-                else None,
-                "NodeNames": None if args.with_objects else passed,
-                "FailedNodes": failed,
-                "FailedAndUnresolvableNodes": unresolvable,
-                "Error": "",
-            }
-        )
+            return self._filter(uid, demand, names)
 
     def _priorities(
         self, args: extender_types.ExtenderArgs | extender_types.NamedArgs
