@@ -141,14 +141,12 @@ def run(
     import signal
     import threading
 
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
     from rich.console import Console
 
     from kopilot.governance import approvals, audit, governor, guardrails, policyfile
     from kopilot.health import readiness
     from kopilot.kits import clocks, randomness
-    from kopilot.kube import leases, running, worlds
+    from kopilot.kube import apis, leases, running, worlds
     from kopilot.loop import cycles
     from kopilot.metrics import exporter as exporter_
     from kopilot.metrics import prometheus
@@ -180,18 +178,11 @@ def run(
     policy_mtime = policy.stat().st_mtime if policy is not None else 0.0
 
     try:
-        if kubeconfig is not None:
-            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(kubeconfig), context=context
-            )
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            cfg = k8s_client.Configuration()
-            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            api_client = k8s_client.ApiClient(cfg)
-        else:
-            api_client = k8s_config.new_client_from_config(context=context)  # type: ignore[no-untyped-call]
-    except (k8s_config.ConfigException, OSError, ValueError) as e:
-        raise fail(f"cannot load the cluster configuration: {e}") from e
+        api_client = apis.client_for(
+            kubeconfig, context=context, in_cluster=bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        )
+    except errors.InvalidInputError as e:
+        raise fail(str(e)) from e
 
     clock = clocks.WallClock()
     me = identity or f"{socket.gethostname()}-{os.getpid()}"
@@ -289,7 +280,7 @@ def run(
             metrics_server.close()
         if prom is not None:
             prom.close()
-        api_client.close()
+        api_client.close()  # type: ignore[no-untyped-call]
     raise typer.Exit(code)
 
 

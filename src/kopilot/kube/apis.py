@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
 
 from kopilot.kube import failures, retrying
+from kopilot.model import errors
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON = "application/json"
@@ -113,6 +116,25 @@ class Api:
 
     def post(self, path: str, body: object, what: str) -> dict[str, Any]:
         return self.call("POST", path, what, body=body)
+
+
+def client_for(
+    kubeconfig: Path | None, *, context: str | None = None, in_cluster: bool = False
+) -> k8s_client.ApiClient:
+    """An official-client `ApiClient`: from `kubeconfig` (or the default kubeconfig) and its
+    `context`, or from the pod's service account when `in_cluster` and no kubeconfig is given.
+    InvalidInputError when the configuration cannot be loaded."""
+    try:
+        if in_cluster and kubeconfig is None:
+            cfg = k8s_client.Configuration()
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            return k8s_client.ApiClient(cfg)
+        client: k8s_client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig is not None else None, context=context
+        )
+        return client
+    except (k8s_config.ConfigException, OSError, ValueError) as e:
+        raise errors.InvalidInputError(f"cannot load the cluster configuration: {e}") from e
 
 
 def _text(value: str | int | bool) -> str:

@@ -18,9 +18,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-
 from kopilot.kits import clocks
 from kopilot.kube import apis, caches, retrying
 from kopilot.model import errors
@@ -47,17 +44,7 @@ def connect(
     kubeconfig: Path | None, *, in_cluster: bool, clock: clocks.Clock, rng: random.Random
 ) -> apis.Api:
     """An `Api` from a kubeconfig file, or the pod's service account when `in_cluster`."""
-    try:
-        if in_cluster and kubeconfig is None:
-            cfg = k8s_client.Configuration()
-            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            api_client = k8s_client.ApiClient(cfg)
-        else:
-            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(kubeconfig) if kubeconfig is not None else None
-            )
-    except (k8s_config.ConfigException, OSError, ValueError) as e:
-        raise errors.InvalidInputError(f"cannot load the cluster configuration: {e}") from e
+    api_client = apis.client_for(kubeconfig, in_cluster=in_cluster)
     return apis.Api(api_client, retrying.Retrier(clock, rng, retrying.Backoff()))
 
 
