@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import pytest
 
 from kopilot.kits import clocks, randomness
+from kopilot.model import cluster
 from kopilot.scheduling import extender_types, extending
 from tests.scheduling.extender_fixtures import args, v1_node, v1_pod
 
@@ -39,7 +40,7 @@ def _placed(
     obj["spec"]["nodeName"] = node
     obj["status"] = {"phase": phase}
     if gpus is not None:
-        obj["metadata"]["annotations"] = {extending.ANNOTATION_GPUS: gpus}
+        obj["metadata"]["annotations"] = {cluster.ANNOTATION_GPU_INDICES: gpus}
     return _as(extender_types.Pod, obj)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from kopilot.kits import clocks
 from kopilot.kube import apis, caches, retrying
-from kopilot.model import errors
+from kopilot.model import cluster, errors
 from kopilot.scheduling import extender_types, extending
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def api_binder(api: apis.Api) -> extending.Binder:
     def bind(namespace: str, name: str, uid: str, node: str, gpus: tuple[int, ...]) -> None:
         meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
         if gpus:
-            meta["annotations"] = {extending.ANNOTATION_GPUS: ",".join(map(str, gpus))}
+            meta["annotations"] = {cluster.ANNOTATION_GPU_INDICES: ",".join(map(str, gpus))}
         binding = {
             "apiVersion": "v1",
             "kind": "Binding",

@@ -11,8 +11,8 @@ that per-GPU state itself:
   come; the extender then uses the nodes it was given at start (`--nodes`, a v1.NodeList JSON) or
   learned from earlier calls, and reports a name it has never seen as a failed node.
 - **Pods** come from bind: the extender is the binder, so it records every pod it binds, with its
-  GPUs, and writes the GPU indices on the pod (annotation `kopilot.io/gpu-indices`, before the Binding)
-  when it binds through the API. The pod's demand is remembered from its filter/prioritize call
+  GPUs, and when it binds through the API its Binding carries the GPU indices (annotation
+  `kopilot.io/gpu-indices`, which the API server copies onto the pod). The pod's demand is remembered from its filter/prioritize call
   (by UID), because bind only carries names. `forget` (POST /forget) releases a pod that ended.
 - **`sync`** makes both what the API server says (level-triggered; `kopilot.kube.extender_sync`
   calls it from node and pod informers): nodes that went away are dropped, pods placed by
@@ -62,7 +62,6 @@ LABEL_PRODUCT = "nvidia.com/gpu.product"
 LABEL_COUNT = "nvidia.com/gpu.count"
 MAX_REMEMBERED_PODS = 50_000
 
-ANNOTATION_GPUS = cluster.ANNOTATION_GPU_INDICES
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 SYNC_GRACE_S = 60.0
 
@@ -259,7 +258,8 @@ def _view(pod: extender_types.Pod) -> _PodView:
     if not pod.spec.node_name:
         return None
     try:
-        return _Placed(key, pod.spec.node_name, demand_from(pod), gpus_from(pod))
+        gpu_indices = cluster.gpu_indices_of(pod.metadata.annotations or {})
+        return _Placed(key, pod.spec.node_name, demand_from(pod), gpu_indices)
     except errors.InvalidInputError as e:
         return str(e)
 
@@ -280,11 +280,6 @@ def _filter_result(
         "FailedAndUnresolvableNodes": unresolvable,
         "Error": "",
     }
-
-
-def gpus_from(pod: extender_types.Pod) -> tuple[int, ...]:
-    """The GPU indices in the pod's `kopilot.io/gpu-indices` annotation; () when absent."""
-    return cluster.gpu_indices_of(pod.metadata.annotations or {})
 
 
 def _gpu_filters() -> tuple[framework.Filter, ...]:
@@ -663,9 +658,7 @@ class Extender:
         ended: set[str] = set()
         # An informer hands over the same object until the pod changes: read each object once.
         read: dict[int, tuple[extender_types.Pod, _PodView]] = {}
-        seen = 0
         for pod in pods:
-            seen += 1
             known = self._pods_read.get(id(pod))
             view = known[1] if known is not None and known[0] is pod else _view(pod)
             read[id(pod)] = (pod, view)
@@ -730,16 +723,16 @@ class Extender:
                 for key in adopted:
                     why = self._account(cl, key, self.bound[key])
                     if why is not None:
-                        self._refused[key] = (placed[key], why)
-            for key in adopted:
-                if key not in self.bound and key not in self._refused:
+                        self.problems[key] = why
+            for key in adopted:  # either way, a pod that did not fit has its reason in problems
+                if key not in self.bound:
                     self._refused[key] = (placed[key], self.problems.pop(key, "not accounted"))
             adopted = [k for k in adopted if k in self.bound]
             problems.extend(f"pod {k}: {why}" for k, why in self.problems.items())
             problems.extend(f"pod {k}: {why}" for k, (_, why) in self._refused.items())
         return SyncReport(
             nodes=len(fresh),
-            pods=seen,
+            pods=len(read),
             adopted=tuple(sorted(adopted)),
             released=tuple(sorted(released)),
             nodes_added=added,
