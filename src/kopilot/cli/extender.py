@@ -54,7 +54,6 @@ def extender(
     them, and creates the Binding. POST /forget releases a pod that ended. See README "GPU
     placement" and deploy/kube-scheduler/ for the KubeSchedulerConfiguration to use.
     """
-    import json
     import logging
 
     from rich.console import Console
@@ -76,8 +75,10 @@ def extender(
     try:
         known = []
         if nodes is not None:
-            raw = json.loads(nodes.read_text())
-            listed = extender_types.convert(raw, extender_types.NodeList)
+            try:
+                listed = extender_types.decode(nodes.read_bytes(), extender_types.NodeList)
+            except extender_types.MalformedError as e:
+                raise errors.InvalidInputError(f"--nodes {nodes}: {e}") from e
             known = [extending.node_from(n) for n in listed.items or []]
         target = None
         if workload is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from kubernetes.watch import watch as k8s_watch
@@ -41,6 +41,14 @@ def key_of(obj: Mapping[str, Any]) -> str:
     namespace = meta.get("namespace")
     name = str(meta.get("name", ""))
     return f"{namespace}/{name}" if namespace else name
+
+
+def wait_all_synced(
+    informers: Iterable[Informer[Any]], timeout: float, clock: clocks.Clock
+) -> bool:
+    """Wait until every informer has listed once, all within `timeout` seconds in total."""
+    deadline = clock.now() + timeout
+    return all(i.wait_synced(max(0.0, deadline - clock.now())) for i in informers)
 
 
 class Informer(Generic[T]):

@@ -105,10 +105,8 @@ class ClusterSync:
         """Start the informers and wait until both listed, then sync once."""
         self.nodes.start()
         self.pods.start()
-        deadline = self._clock.now() + timeout
-        for informer in (self.nodes, self.pods):
-            if not informer.wait_synced(max(0.0, deadline - self._clock.now())):
-                return False
+        if not caches.wait_all_synced((self.nodes, self.pods), timeout, self._clock):
+            return False
         self.sync_once(force=True)
         return True
 

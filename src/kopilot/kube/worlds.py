@@ -145,14 +145,8 @@ class KubeWorld:
             informer.start()
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        deadline = self._clock.now() + (
-            timeout if timeout is not None else self.settings.sync_timeout_s
-        )
-        for informer in self.informers:
-            left = max(0.0, deadline - self._clock.now())
-            if not informer.wait_synced(left):
-                return False
-        return True
+        limit = timeout if timeout is not None else self.settings.sync_timeout_s
+        return caches.wait_all_synced(self.informers, limit, self._clock)
 
     def stop(self) -> None:
         for informer in self.informers:

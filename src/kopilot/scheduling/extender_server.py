@@ -32,14 +32,18 @@ def answer(ext: extending.Extender, verb: str, raw: bytes) -> tuple[int, bytes]:
     try:
         payload = _route(ext, verb, raw)
     except _NotFound:
-        return 404, orjson.dumps({"Error": f"no such verb {verb!r}; use filter, prioritize, bind"})
+        return 404, _error(f"no such verb {verb!r}; use filter, prioritize, bind")
     except extender_types.MalformedError as e:
-        return 400, orjson.dumps({"Error": f"malformed {verb} body: {e}"})
+        return 400, _error(f"malformed {verb} body: {e}")
     except errors.InvalidInputError as e:
-        return 400, orjson.dumps({"Error": f"{verb}: {e}"})
+        return 400, _error(f"{verb}: {e}")
     except Exception as e:  # a fault: report it, keep serving
-        return 500, orjson.dumps({"Error": f"{verb}: internal error: {type(e).__name__}: {e}"})
+        return 500, _error(f"{verb}: internal error: {type(e).__name__}: {e}")
     return 200, orjson.dumps(payload)
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"Error": message})
 
 
 def _route(ext: extending.Extender, verb: str, raw: bytes) -> object:
@@ -67,10 +71,6 @@ def _route(ext: extending.Extender, verb: str, raw: bytes) -> object:
 
 class _NotFound(Exception):
     pass
-
-
-def _error(message: str) -> bytes:
-    return orjson.dumps({"Error": message})
 
 
 _JSON = (b"content-type", b"application/json")
