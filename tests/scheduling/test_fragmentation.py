@@ -92,6 +92,56 @@ def test_remnant_term_keeps_a_share_out_of_a_hole_the_next_share_would_fill() ->
     assert delta[0] == pytest.approx(0.6 * 680 + 8.0 * 40)
 
 
+def _shares(cpu_470: int) -> fragmentation.Workload:
+    def share(milli: int, cpu: int, popularity: float) -> fragmentation.TaskShape:
+        return fragmentation.TaskShape(
+            milli=milli,
+            count=1,
+            cpu_milli=cpu,
+            memory_mib=0,
+            models=frozenset(),
+            popularity=popularity,
+        )
+
+    return fragmentation.Workload(
+        shapes=(share(1000, 1000, 0.6), share(470, cpu_470, 0.3), share(320, 1000, 0.1))
+    )
+
+
+def test_a_share_fills_a_hole_whose_filler_its_cpu_would_starve_anyway() -> None:
+    # As above, but the node keeps 10 vCPU and the 320 takes 4: the 470s that would fill the
+    # 530 hole need 8, so after the 320 the hole lasts as 210 (one 320) on either GPU. Opening
+    # GPU 1 leaves 210 + 40 (two 320s in 680) for good, filling the hole 210: the hole wins.
+    cl = state.ClusterState([node("n0", gpus_=2, cpu=18_000)])
+    cl.assign(
+        state.Allocation(pod="a", node=0, gpu_indices=(0,), milli_per_gpu=470, cpu_milli=8000)
+    )
+    aware = fragmentation.Fragmentation(cl, _shares(cpu_470=8000), remnant=8.0)
+    delta, gpu = aware.delta(pod("x", milli=320, cpu=4000), np.ones(1, dtype=np.bool_))
+    assert gpu[0] == 0
+    # fragmentation 318 -> 0.6 x 210 + 0.3 x 1210 (no CPU for a 470) + 0.1 x 210 = 510;
+    # lasting remnant 60 -> 210
+    assert delta[0] == pytest.approx(510 - 318 + 8.0 * (210 - 60))
+
+
+def test_a_cpu_only_pod_pays_for_the_hole_its_cpu_starves() -> None:
+    # Two nodes with a 530 hole beside a 470; a 6 vCPU pod leaves n0 4 vCPU, too few for the
+    # 470 (8 vCPU) that would fill its hole to 60: the hole lasts 530 - 320 = 210 there.
+    cl = state.ClusterState([node("n0", gpus_=1, cpu=18_000), node("n1", gpus_=1, cpu=40_000)])
+    for i in (0, 1):
+        cl.assign(
+            state.Allocation(
+                pod=f"a{i}", node=i, gpu_indices=(0,), milli_per_gpu=470, cpu_milli=8000
+            )
+        )
+    workload = _shares(cpu_470=8000)
+    both = np.ones(2, dtype=np.bool_)
+    cpu_pod = pod("cpu", cpu=6000)
+    plain, _ = fragmentation.Fragmentation(cl, workload).delta(cpu_pod, both)
+    aware, _ = fragmentation.Fragmentation(cl, workload, remnant=8.0).delta(cpu_pod, both)
+    assert (aware - plain).tolist() == pytest.approx([8.0 * (210 - 60), 0.0])
+
+
 def test_reserve_keeps_flexible_pods_off_a_model_only_constrained_pods_can_use() -> None:
     cl = state.ClusterState([node("t4", gpus_=2, model="T4"), node("g2", gpus_=2, model="G2")])
     t4_only = fragmentation.TaskShape(

@@ -21,8 +21,8 @@ that changed since.
 
 Three optional terms, off by default (plain FGD), are used by kopilot's policy (`kopilots`):
 `stranding` (free GPU capacity the node's free CPU and memory cannot feed), `remnant` (the change of
-the lasting remnant of the GPU a share goes on, see `remnants`) and `reserve` (GPU models that
-model-constrained shapes need).
+the node's lasting remnants: the free milli on its partly used GPUs that the fillers it can still
+host will not fill, see `remnants`) and `reserve` (GPU models that model-constrained shapes need).
 """
 
 from __future__ import annotations
@@ -137,7 +137,6 @@ class Fragmentation:
         self.use_memory = memory
         self.stranding = stranding
         self.remnant = remnant
-        self.remnants = remnants.least(remnants.fillers(single_gpu_popularity(workload)))
         self.pressure = model_pressure(cluster, workload)
         shapes = workload.shapes
         self.m: IntArray = np.array([s.milli for s in shapes], dtype=np.int64)
@@ -158,7 +157,12 @@ class Fragmentation:
         for t, s in enumerate(shapes):
             access[:, t] = cluster.models_mask(s.models) & (cluster.model_id >= 0)
         self.access = access & gpu_shape[None, :]
+        self.lasting = remnants.Lasting(
+            remnants.fillers(single_gpu_popularity(workload)), np.where(self.k == 1, self.m, 0)
+        )
         n, t_count = len(cluster), len(shapes)
+        self.remnants: FloatArray = np.zeros(n, dtype=np.float64)
+        """Per node, its lasting remnant (kept only with the `remnant` term)."""
         self.small: IntArray = np.zeros((n, t_count), dtype=np.int64)
         self.big: IntArray = np.zeros((n, t_count), dtype=np.int64)
         self.total: IntArray = np.zeros(n, dtype=np.int64)
@@ -187,6 +191,8 @@ class Fragmentation:
             cpu_free=cl.cpu_free[rows],
             mem_free=cl.mem_free[rows],
         )
+        if self.remnant:
+            self.remnants[rows] = self._lasting(rows, free, cl.cpu_free[rows], cl.mem_free[rows])
         self.seen[rows] = cl.version[rows]
 
     def _frag(
@@ -207,6 +213,15 @@ class Fragmentation:
         if self.stranding:
             frag += self.stranding * self._stranded(total, cpu_free, mem_free)
         return frag
+
+    def _lasting(
+        self, nodes: IntArray, free: IntArray, cpu_free: IntArray, mem_free: IntArray
+    ) -> FloatArray:
+        """The lasting remnant of these nodes with these free GPUs, CPU and memory."""
+        usable = self.access[nodes] & (cpu_free[:, None] >= self.c[None, :])
+        if self.use_memory:
+            usable &= mem_free[:, None] >= self.mem[None, :]
+        return self.lasting.of(usable, free)
 
     def _stranded(self, total: IntArray, cpu_free: IntArray, mem_free: IntArray) -> FloatArray:
         """Free GPU milli that the node's free CPU (and memory) cannot feed, at the workload's
@@ -285,8 +300,15 @@ class Fragmentation:
                 out[other_nodes] += (
                     self.reserve * k * resources.GPU_MILLI * self._excess(demand, other_nodes)
                 )
-            if self.remnant and k:
-                out[other_nodes] += self.remnant * k * (self.remnants[0] - self.remnants[-1])
+            if self.remnant:
+                # whole GPUs come off idle ones, no hole: only the CPU and memory taken count
+                lasting = self._lasting(
+                    other_nodes,
+                    np.where(cl.gpu_real[other_nodes], cl.gpu_free[other_nodes], 0),
+                    cl.cpu_free[other_nodes] - demand.cpu_milli,
+                    cl.mem_free[other_nodes] - demand.memory_mib,
+                )
+                out[other_nodes] += self.remnant * (lasting - self.remnants[other_nodes])
         if share_nodes.size:
             node_of, gpu_of, after = self._share_candidates(share_nodes, share[share_nodes], demand)
             delta = after - self.frag[node_of]
@@ -333,7 +355,15 @@ class Fragmentation:
             mem_free=cl.mem_free[node_of] - demand.memory_mib,
         )
         if self.remnant:
-            after = after + self.remnant * (self.remnants[now] - self.remnants[before])
+            left = np.where(cl.gpu_real[node_of], cl.gpu_free[node_of], 0)
+            left[np.arange(left.shape[0]), gpu] = now
+            lasting = self._lasting(
+                node_of,
+                left,
+                cl.cpu_free[node_of] - demand.cpu_milli,
+                cl.mem_free[node_of] - demand.memory_mib,
+            )
+            after = after + self.remnant * (lasting - self.remnants[node_of])
         if self.reserve:
             after = after + self.reserve * need[row] * self._excess(demand, node_of)
         return node_of, gpu.astype(np.int64), after

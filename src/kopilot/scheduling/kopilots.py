@@ -10,11 +10,13 @@ milli-GPU. The increase of that sum is minimised as in FGD, so CPU-hungry and CP
 steered to CPU-rich nodes early, before any threshold is crossed. Memory also counts in the
 fragmentation test (FGD looks at CPU only). Ties are broken by best fit.
 
-A GPU share also pays REMNANT x the change of its GPU's lasting remnant (`remnants`): the free milli
-that the workload's reliable filler sizes cannot fill, however many of them come. Among the GPUs a
-share fits on, the one left with the smallest lasting remnant wins (a 320 beside a 650, not beside
-a 470, whose 530-milli hole the next 470 fills to 60); fragmentation and stranding decide between
-equal remnants and for whole GPUs, whose remnant is zero.
+Every pod also pays REMNANT x the change of its node's lasting remnant (`remnants`): over the node's
+partly used GPUs, the free milli that the workload's reliable filler sizes cannot fill, however
+many of them come, counting only the fillers the node's free CPU, memory and GPU model can still
+host. Among the GPUs a share fits on, the one left with the smallest lasting remnant wins (a 320
+beside a 650, not beside a 470, whose 530-milli hole the next 470 fills to 60), and a pod whose CPU
+would leave a hole's fillers no room (a 470 on a node's last 8 vCPU beside a 530-milli hole) pays
+for that hole. Fragmentation and stranding decide between equal remnants.
 
 With GPU model constraints (`gpu_spec`), kopilot also keeps flexible pods off GPU models that
 constrained pods can only run on: each milli-GPU placed on a model under more pressure than the
@@ -31,7 +33,9 @@ STRANDING = 1.0
 """Weight of stranded milli-GPU against fragmented milli-GPU (both are GPU capacity lost)."""
 REMNANT = 8.0
 """Weight of the remnant term against fragmentation (both milli-GPU). Measured on the openb default
-trace (3 seeds, @130 %): 5 -> 96.21 %, 8 -> 96.23, 12 -> 96.27; without the term 95.94."""
+trace (3 seeds, @130 %) when the term counted the share's GPU only and ignored CPU: 5 -> 96.21 %,
+8 -> 96.23, 12 -> 96.27; without the term 95.94. Per node and CPU-aware (seeds 10-12): 4 -> 96.17,
+8 -> 96.27, 16 -> 96.27."""
 RESERVE = 1.0
 """Weight of the scarce-model term, in milli-GPU per milli-GPU placed per unit of excess pressure."""
 TIE_BREAK = 1e-4
