@@ -58,17 +58,31 @@ def _steady(n: int, level: float, seed: int = 0) -> series.Series:
 
 
 POLICY = planning.ForecastPolicy()
+SEASONED = planning.ForecastPolicy(settings=planning.PlanSettings(young_spare=0.0))
+"""Without the young-history spare room, so the forecast's own plan shows."""
 
 
 def test_plans_for_the_forecast_and_says_why() -> None:
     h = _steady(600, 100.0)
     now = float(h.times[-1]) + STEP
-    acts, _ = _decide(POLICY, _svc(1), h, now)
+    acts, _ = _decide(SEASONED, _svc(1), h, now)
     assert len(acts) == 1
     a = acts[0]
     assert 10 <= a.replicas <= 13  # 100 req/s at 10 req/s per replica, plus a calibrated margin
     assert "forecast p" in a.reason and "peak demand" in a.reason and "cold start 45 s" in a.reason
     assert a.evidence["forecaster"] and a.policy == "kopilot"
+
+
+def test_young_history_keeps_spare_room() -> None:
+    # Ten hours of history: no daily pattern can be known yet, so 30 % room over the last load.
+    h = _steady(600, 100.0)
+    now = float(h.times[-1]) + STEP
+    acts, _ = _decide(POLICY, _svc(1), h, now)
+    assert acts[0].replicas >= math.ceil(float(h.values[-1]) * 1.3 / 10.0)
+    # Past two days of history the room is gone and the forecast plans alone.
+    old = _steady(3 * 1440, 100.0)
+    acts, _ = _decide(POLICY, _svc(1), old, float(old.times[-1]) + STEP)
+    assert 10 <= acts[0].replicas <= 13
 
 
 def test_reactive_floor_never_below_current_load() -> None:
@@ -289,3 +303,78 @@ def test_spare_room_over_the_current_load() -> None:
     assert tight.replicas >= 5
     # The last sample (about 50 req/s) with 30 % room needs 7 replicas of 10 req/s.
     assert roomy.replicas >= 7
+
+
+def _daily_jumps(
+    days: int, *, skip: tuple[int, ...] = (), shift: dict[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flat 10 req/s with a jump to 30 req/s for 30 minutes at noon, per day (minute steps):
+    (times, values, the jump's step of the day)."""
+    day = 86400.0
+    t = np.arange(0.0, days * day, STEP)
+    v = np.full(t.size, 10.0)
+    jump = round(0.5 * day / STEP)
+    for d in range(days):
+        if d in skip:
+            continue
+        at = d * 1440 + jump + (shift or {}).get(d, 0)
+        v[at : at + 30] = 30.0
+    return t, v, jump
+
+
+def test_recurring_rise_survives_a_quiet_day_and_a_late_one() -> None:
+    day = 86400.0
+    # Eight days; the jump skipped yesterday (a weekend, say) and came 2 minutes late on the four
+    # days before.
+    t, v, jump = _daily_jumps(8, skip=(6,), shift={2: 2, 3: 2, 4: 2, 5: 2})
+    now = 7 * day + jump * STEP - STEP
+    past = series.Series.of(t[t < now], v[t < now])
+    found = planning.recurring_peak(
+        past, now, 3 * STEP, days=3, share=0.3, jitter_s=120.0, step=STEP
+    )
+    assert found is not None and math.isclose(found[1], 3.0)
+    # On time only (no jitter), two days of seven rose: not enough.
+    assert planning.recurring_peak(past, now, 3 * STEP, days=3, share=0.3, step=STEP) is None
+    # Every one of the last three days was required before: yesterday's quiet day hid the rise.
+    assert planning.recurring_peak(past, now, 3 * STEP, days=3, look_back_days=3) is None
+
+
+def test_recurring_rise_counts_the_bucket_starting_at_the_clock_time() -> None:
+    # Deciding exactly when the jump's bucket starts: on past days that bucket is the rise
+    # (it was to come), not part of the level before it.
+    day = 86400.0
+    t, v, jump = _daily_jumps(4)
+    now = 3 * day + jump * STEP
+    past = series.Series.of(t[t < now], v[t < now])
+    found = planning.recurring_peak(past, now, 2 * STEP, days=3)
+    assert found is not None and math.isclose(found[0], 30.0)
+
+
+def test_scale_down_waits_for_the_recent_peak_to_age() -> None:
+    # Steady 100 req/s for a day, then two minutes at 50: the load may jump back.
+    h = _steady(1440, 100.0)
+    v = h.values.copy()
+    v[-2:] = 50.0
+    dipped = series.Series.of(h.times, v)
+    now = float(h.times[-1]) + STEP
+    held, _ = _decide(SEASONED, _svc(11), dipped, now)
+    eager = planning.ForecastPolicy(
+        settings=planning.PlanSettings(young_spare=0.0, stabilize_s=0.0)
+    )
+    dropped, _ = _decide(eager, _svc(11), dipped, now)
+    assert all(a.replicas >= 10 for a in held)  # the peak of the last 5 minutes needs 10+
+    assert dropped and dropped[0].replicas < 10
+
+
+def test_recurring_rise_out_of_silence_is_capped_by_what_came() -> None:
+    # Near-silent demand (0.01 req/s) with a spike to 5 req/s at noon every day, and one spike
+    # just now: 500x "rise" times the recent spike would plan 2,500 req/s.
+    day = 86400.0
+    t, v, jump = _daily_jumps(4)
+    v = np.where(v > 20.0, 5.0, 0.01)
+    now = 3 * day + jump * STEP
+    v[(t >= now - 2 * STEP) & (t < now)] = 5.0
+    past = series.Series.of(t[t < now], v[t < now])
+    found = planning.recurring_peak(past, now, 2 * STEP, days=3, before_s=2 * STEP)
+    assert found is not None
+    assert found[1] > 100.0 and math.isclose(found[0], 5.0)

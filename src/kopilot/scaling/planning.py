@@ -9,12 +9,15 @@ Per service, each decision:
    state and refitted every `refit_every_s` (sooner while the history is still short).
 3. Replicas needed = the `quantile` of peak demand over (now, now + cold start + one step +
    margin] ÷ per-replica capacity: what a replica started now must be ready for. Scale up at once.
-4. Reactive floor: never fewer replicas than the current load needs; and when the load is above
-   the forecast (a surprise: a burst the history did not show), plan for the burst to go on.
-5. Scale down only when the forecast says it is safe over a longer window (`hold_s` more), so a
-   replica is not dropped just before the forecast needs it again.
-6. Recurring rises: if demand rose at this clock time on each of the last `recurring_days` days
-   (a daily job), the same rise is planned for, on both the scale-up and the scale-down window.
+4. Reactive floor: never fewer replicas than the current load needs (with 30 % spare room while
+   the history is under two days, before any daily pattern can be known); and when the load is
+   above the forecast (a surprise: a burst the history did not show), plan for the burst to go on.
+5. Scale down only when the forecast says it is safe over a longer window (`hold_s` more), never
+   below what the scale-up window needs, and never below what the peak of the last
+   `stabilize_s` needs (a load that dips for a minute and jumps back finds its replicas).
+6. Recurring rises: if demand rose at this clock time (give or take `recurring_jitter_s`) on
+   enough of the past week's days (a daily job; a quiet weekend day does not hide it), the same
+   rise is planned for, on both the scale-up and the scale-down window.
 7. Scale to zero when the forecast peak over the long window is idle (and the service allows it);
    the same forecast pre-warms replicas a cold start ahead of the demand's return.
 
@@ -35,6 +38,8 @@ from kopilot.scaling import forecasters, forecasting, quality
 DAY = 86400.0
 RISE_TOLERANCE = 0.1
 """A recurring rise counts only above this (relative): smaller ones the forecast's error covers."""
+RECURRING_SHARE = 0.3
+"""A recurring rise must show on this share of the past week's days (and on `recurring_days`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,9 +63,19 @@ class PlanSettings:
     """Recurring-rise guard: if demand rose at this time of day on every one of the last this
     many days (window peak after vs. before the same clock time), plan for the smallest of those
     rises on top of the recent peak; 0 turns it off."""
+    stabilize_s: float = 300.0
+    """Scale down no lower than the peak demand of the last this many seconds needs (as HPA's
+    scale-down stabilisation window): a load that dips and jumps back finds its replicas."""
+    recurring_share: float = RECURRING_SHARE
+    recurring_jitter_s: float = 120.0
+    """A recurring rise may come this much earlier or later in the day than on past days."""
     spare: float = 0.0
     """Reactive floor with spare room: never fewer replicas than the current load x (1 + spare)
     needs (the forecast may ask for more, never for less)."""
+    young_spare: float = 0.3
+    """`spare` while the history is shorter than `young_s`: before two days of history no daily
+    pattern can be learnt, and a jump the history has not shown can come at any time."""
+    young_s: float = 2 * DAY
     refit_every_s: float = 6 * 3600.0
     max_history_s: float = 14 * 86400.0
     idle_fraction: float = 0.01
@@ -104,42 +119,70 @@ def _previous_finite(history: series.Series) -> float | None:
 
 
 def _window_max(history: series.Series, start: float, end: float) -> float | None:
-    """The largest finite sample in (start, end]."""
+    """The largest finite sample in [start, end)."""
     t = history.times
-    lo = int(np.searchsorted(t, start, side="right"))
-    hi = int(np.searchsorted(t, end, side="right"))
+    lo = int(np.searchsorted(t, start, side="left"))
+    hi = int(np.searchsorted(t, end, side="left"))
     vals = history.values[lo:hi]
     vals = vals[np.isfinite(vals)]
     return float(vals.max()) if vals.size else None
 
 
 def recurring_peak(
-    history: series.Series, now: float, window_s: float, days: int, tolerance: float = 0.0
+    history: series.Series,
+    now: float,
+    window_s: float,
+    days: int,
+    tolerance: float = 0.0,
+    *,
+    before_s: float | None = None,
+    look_back_days: int = 7,
+    share: float = RECURRING_SHARE,
+    jitter_s: float = 0.0,
+    step: float = 0.0,
 ) -> tuple[float, float] | None:
     """(planned peak, rise) from the rise demand showed at this clock time on past days.
 
-    For each of the last `days` days, the rise is the window peak over (t, t + window_s] divided
-    by the peak over (t - window_s, t], at t = now - k days. If demand rose by more than
-    `tolerance` on *every* one of those days, the smallest of those rises is expected now: the
-    recent peak times that rise. Noise seldom rises on every day at the same clock time; a daily
-    job does.
+    For each past day k (up to `look_back_days`, at least `days` of them), the rise is the peak
+    over [t, t + window_s) divided by the peak over [t - before_s, t), at t = now - k days: the
+    sample at t is the bucket starting at t, part of what was to come, as the one at `now` is
+    (`before_s` defaults to `window_s`). If demand rose by more than `tolerance` on at least
+    `share` of those days (all of them when there are only `days`), the rise it reached on that
+    many days is expected now: the recent peak (over `before_s`) times that rise, but no more than
+    the highest peak the window reached on those days. Noise seldom
+    rises on most days at the same clock time; a daily job does, and a weekly pattern (no job on
+    weekends) does not hide it.
     None when there is no such rise or too little history.
     """
-    if days <= 0 or float(history.times[0]) > now - days * DAY - window_s:
+    before_s = window_s if before_s is None else before_s
+    if days <= 0 or float(history.times[0]) > now - days * DAY - before_s:
         return None
-    recent = _window_max(history, now - window_s, now)
+    recent = _window_max(history, now - before_s, now)
     if recent is None:
         return None
     rises = []
-    for k in range(1, days + 1):
+    highest = 0.0
+    offsets = range(-round(jitter_s / step), round(jitter_s / step) + 1) if step > 0 else (0,)
+    for k in range(1, max(days, look_back_days) + 1):
         t = now - k * DAY
-        before = _window_max(history, t - window_s, t)
-        after = _window_max(history, t, t + window_s)
-        if before is None or after is None or before <= 0.0:
+        if float(history.times[0]) > t - before_s - jitter_s:
+            break
+        best = -math.inf
+        for o in offsets:
+            before = _window_max(history, t + o * step - before_s, t + o * step)
+            after = _window_max(history, t + o * step, t + o * step + window_s)
+            if before is None or after is None or before <= 0.0:
+                continue
+            best = max(best, after / before)
+            highest = max(highest, after)
+        if best == -math.inf:
             return None
-        rises.append(after / before)
-    rise = min(rises)
-    return (recent * rise, rise) if rise > 1.0 + tolerance else None
+        rises.append(best)
+    need = len(rises) if len(rises) <= days else max(days, math.ceil(share * len(rises)))
+    rise = sorted(rises, reverse=True)[need - 1]
+    # Never above the highest the window reached on those days: a rise measured from a near-zero
+    # level (a spike out of silence) would otherwise multiply into a runaway plan.
+    return (min(recent * rise, highest), rise) if rise > 1.0 + tolerance else None
 
 
 def _clamp(replicas: int, svc: cluster.ModelService) -> int:
@@ -226,9 +269,26 @@ def plan_service(
     lookback = max(fitted.model.lookback, 1) + 2
     grid = forecasters.regular(history, step, since=now - lookback * step - step / 2)
     (point, peak), (_, peak_down) = fitted.peaks(grid, (horizon, horizon_down))
-    recurring_up = recurring_peak(history, now, horizon * step, s.recurring_days, RISE_TOLERANCE)
+    recurring_up = recurring_peak(
+        history,
+        now,
+        horizon * step,
+        s.recurring_days,
+        RISE_TOLERANCE,
+        share=s.recurring_share,
+        jitter_s=s.recurring_jitter_s,
+        step=step,
+    )
     recurring_down = recurring_peak(
-        history, now, horizon_down * step, s.recurring_days, RISE_TOLERANCE
+        history,
+        now,
+        horizon_down * step,
+        s.recurring_days,
+        RISE_TOLERANCE,
+        before_s=horizon * step,
+        share=s.recurring_share,
+        jitter_s=s.recurring_jitter_s,
+        step=step,
     )
     if recurring_up is not None:
         peak = max(peak, recurring_up[0])
@@ -243,11 +303,19 @@ def plan_service(
         # `surge` more), not just for the load already seen.
         rise = max(0.0, current - (_previous_finite(history) or current))
         surge = _needed(max(current + rise, current * (1.0 + s.surge)), cap)
-    if current is not None and s.spare > 0.0:
-        floor = max(floor, _needed(current * (1.0 + s.spare), cap))
+    spare = s.spare
+    if float(history.times[-1] - history.times[0]) < s.young_s:
+        spare = max(spare, s.young_spare)
+    if current is not None and spare > 0.0:
+        floor = max(floor, _needed(current * (1.0 + spare), cap))
     floor = max(floor, surge)
     up = max(need_up, floor)
-    down = max(need_down, floor)
+    # The scale-down window contains the scale-up window: never drop below what the latter needs.
+    down = max(need_down, up)
+    if s.stabilize_s > 0.0:
+        recent_peak = _window_max(history, now - s.stabilize_s, now)
+        if recent_peak is not None and recent_peak >= idle:
+            down = max(down, _needed(recent_peak, cap))
     q = f"p{fitted.quantile * 100:g}"
     where = f"{fitted.name}, {fitted.period.label} period"
     if up > svc.replicas:
