@@ -155,29 +155,37 @@ def recurring_peak(
     None when there is no such rise or too little history.
     """
     before_s = window_s if before_s is None else before_s
-    if days <= 0 or float(history.times[0]) > now - days * DAY - before_s:
+    if days <= 0:
         return None
     recent = _window_max(history, now - before_s, now)
     if recent is None:
         return None
-    rises = []
-    highest = 0.0
-    offsets = range(-round(jitter_s / step), round(jitter_s / step) + 1) if step > 0 else (0,)
-    for k in range(1, max(days, look_back_days) + 1):
-        t = now - k * DAY
-        if float(history.times[0]) > t - before_s - jitter_s:
-            break
-        best = -math.inf
-        for o in offsets:
-            before = _window_max(history, t + o * step - before_s, t + o * step)
-            after = _window_max(history, t + o * step, t + o * step + window_s)
-            if before is None or after is None or before <= 0.0:
-                continue
-            best = max(best, after / before)
-            highest = max(highest, after)
-        if best == -math.inf:
-            return None
-        rises.append(best)
+    first = float(history.times[0])
+    n_days = 0
+    while n_days < max(days, look_back_days) and first <= (
+        now - (n_days + 1) * DAY - before_s - jitter_s
+    ):
+        n_days += 1
+    if n_days < days:
+        return None
+    reach = round(jitter_s / step) if step > 0 else 0
+    # Clock times (days x offsets), and the three bounds of each one's before and after windows,
+    # found with one search; the window maxima with one reduceat over the span they cover.
+    at = (now - np.arange(1, n_days + 1)[:, None] * DAY) + np.arange(-reach, reach + 1) * step
+    lo, mid, hi = np.searchsorted(history.times, (at - before_s, at, at + window_s), side="left")
+    base = int(lo.min())
+    span = history.values[base : int(hi.max())]
+    vals = np.append(np.where(np.isfinite(span), span, -np.inf), -np.inf)
+    before = np.maximum.reduceat(vals, np.stack((lo - base, mid - base), -1).ravel())[0::2]
+    after = np.maximum.reduceat(vals, np.stack((mid - base, hi - base), -1).ravel())[0::2]
+    before = np.where(mid.ravel() > lo.ravel(), before, -np.inf).reshape(at.shape)
+    after = np.where(hi.ravel() > mid.ravel(), after, -np.inf).reshape(at.shape)
+    ok = (before > 0.0) & np.isfinite(before) & np.isfinite(after)
+    if not ok.any(axis=1).all():
+        return None
+    ratios = np.where(ok, after / np.where(ok, before, 1.0), -np.inf)
+    rises = ratios.max(axis=1).tolist()
+    highest = float(np.where(ok, after, 0.0).max())
     need = len(rises) if len(rises) <= days else max(days, math.ceil(share * len(rises)))
     rise = sorted(rises, reverse=True)[need - 1]
     # Never above the highest the window reached on those days: a rise measured from a near-zero
@@ -269,27 +277,21 @@ def plan_service(
     lookback = max(fitted.model.lookback, 1) + 2
     grid = forecasters.regular(history, step, since=now - lookback * step - step / 2)
     (point, peak), (_, peak_down) = fitted.peaks(grid, (horizon, horizon_down))
-    recurring_up = recurring_peak(
-        history,
-        now,
-        horizon * step,
-        s.recurring_days,
-        RISE_TOLERANCE,
-        share=s.recurring_share,
-        jitter_s=s.recurring_jitter_s,
-        step=step,
-    )
-    recurring_down = recurring_peak(
-        history,
-        now,
-        horizon_down * step,
-        s.recurring_days,
-        RISE_TOLERANCE,
-        before_s=horizon * step,
-        share=s.recurring_share,
-        jitter_s=s.recurring_jitter_s,
-        step=step,
-    )
+
+    def recurring(window_steps: int) -> tuple[float, float] | None:
+        return recurring_peak(
+            history,
+            now,
+            window_steps * step,
+            s.recurring_days,
+            RISE_TOLERANCE,
+            before_s=horizon * step,
+            share=s.recurring_share,
+            jitter_s=s.recurring_jitter_s,
+            step=step,
+        )
+
+    recurring_up, recurring_down = recurring(horizon), recurring(horizon_down)
     if recurring_up is not None:
         peak = max(peak, recurring_up[0])
     if recurring_down is not None:
