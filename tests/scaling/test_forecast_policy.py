@@ -378,3 +378,57 @@ def test_recurring_rise_out_of_silence_is_capped_by_what_came() -> None:
     found = planning.recurring_peak(past, now, 2 * STEP, days=3, before_s=2 * STEP)
     assert found is not None
     assert found[1] > 100.0 and math.isclose(found[0], 5.0)
+
+
+def _recurring_by_hand(
+    h: series.Series, now: float, window_s: float, *, before_s: float, jitter_s: float, step: float
+) -> tuple[float, float] | None:
+    """recurring_peak(days=3, share=0.3) written as plainly as possible, window by window."""
+
+    def top(a: float, b: float) -> float | None:
+        keep = (h.times >= a) & (h.times < b) & np.isfinite(h.values)
+        return float(h.values[keep].max()) if keep.any() else None
+
+    recent = top(now - before_s, now)
+    reach = round(jitter_s / step)
+    rises, highest = [], 0.0
+    for k in range(1, 8):
+        t = now - k * 86400.0
+        if h.times[0] > t - before_s - jitter_s:
+            break
+        day = []
+        for o in range(-reach, reach + 1):
+            b, a = (
+                top(t + o * step - before_s, t + o * step),
+                top(t + o * step, t + o * step + window_s),
+            )
+            if b is not None and a is not None and b > 0.0:
+                day.append(a / b)
+                highest = max(highest, a)
+        if not day:
+            return None
+        rises.append(max(day))
+    if len(rises) < 3 or recent is None:
+        return None
+    rise = sorted(rises, reverse=True)[max(3, math.ceil(0.3 * len(rises))) - 1]
+    return (min(recent * rise, highest), rise) if rise > 1.0 else None
+
+
+def test_recurring_peak_matches_a_plain_loop_on_random_series() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        step = float(rng.choice([15.0, 60.0, 300.0]))
+        t = np.arange(0.0, rng.uniform(2.5, 9.0) * 86400.0, step)
+        v = rng.gamma(2.0, 1.0, t.size) * (1.0 + (rng.random(t.size) < 0.02) * 4.0)
+        v[rng.random(t.size) < 0.01] = np.nan
+        h = series.Series.of(t, v)
+        now = float(t[-1]) + step
+        window, before = step * int(rng.integers(1, 5)), step * int(rng.integers(1, 8))
+        jitter = float(rng.choice([0.0, 120.0, 300.0]))
+        got = planning.recurring_peak(
+            h, now, window, 3, before_s=before, share=0.3, jitter_s=jitter, step=step
+        )
+        want = _recurring_by_hand(h, now, window, before_s=before, jitter_s=jitter, step=step)
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert math.isclose(got[0], want[0]) and math.isclose(got[1], want[1])
