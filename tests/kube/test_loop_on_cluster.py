@@ -79,7 +79,13 @@ def test_kopilot_scales_ahead_of_a_replayed_demand_ramp(
         log = audit.AuditLog(tmp_path / "audit.jsonl")
         runner = running.Runner(
             world,
-            [cycles.PolicySlot(policy=planning.ForecastPolicy())],
+            # Without the spare room a young service keeps (this one has 15 minutes of history),
+            # so every scale-up here is the forecast's doing, which is what this test checks.
+            [
+                cycles.PolicySlot(
+                    policy=planning.ForecastPolicy(settings=planning.PlanSettings(young_spare=0.0))
+                )
+            ],
             governor.Governor(guardrails.Guardrails(dry_run=False)),
             log,
             clock=clocks.WallClock(),

@@ -79,6 +79,7 @@ def test_young_history_keeps_spare_room() -> None:
     now = float(h.times[-1]) + STEP
     acts, _ = _decide(POLICY, _svc(1), h, now)
     assert acts[0].replicas >= math.ceil(float(h.values[-1]) * 1.3 / 10.0)
+    assert "30% spare room (under two days of history)" in acts[0].reason
     # Past two days of history the room is gone and the forecast plans alone.
     old = _steady(3 * 1440, 100.0)
     acts, _ = _decide(POLICY, _svc(1), old, float(old.times[-1]) + STEP)

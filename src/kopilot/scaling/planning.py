@@ -329,6 +329,9 @@ def plan_service(
         )
         if floor > need_up:
             why = f"reactive floor: current load {current:.2f} req/s needs {floor} replicas"
+            if spare > 0.0:
+                young = " (under two days of history)" if spare > s.spare else ""
+                why += f" with {spare:.0%} spare room{young}"
             if surge and surge == floor:
                 why = (
                     f"surge: current load {current:.2f} req/s is above the forecast {q} peak "
