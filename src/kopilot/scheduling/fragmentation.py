@@ -178,7 +178,7 @@ class Fragmentation:
         if rows.size == 0:
             return
         cl = self.cluster
-        free = np.where(cl.gpu_real[rows], cl.gpu_free[rows], 0)  # [R, G]
+        free = self._real_free(rows)  # [R, G]
         fits = cl.gpu_real[rows][:, :, None] & (free[:, :, None] >= self.m[None, None, :])
         self.big[rows] = fits.sum(axis=1)
         self.small[rows] = np.where(fits, 0, free[:, :, None]).sum(axis=1)
@@ -222,6 +222,23 @@ class Fragmentation:
         if self.use_memory:
             usable &= mem_free[:, None] >= self.mem[None, :]
         return self.lasting.of(usable, free)
+
+    def _lasting_with(self, nodes: IntArray, free: IntArray, demand: demands.Demand) -> FloatArray:
+        """`_lasting` once `demand` has taken its CPU and memory from these nodes, which are left
+        with these free GPUs."""
+        cl = self.cluster
+        return self._lasting(
+            nodes,
+            free,
+            cl.cpu_free[nodes] - demand.cpu_milli,
+            cl.mem_free[nodes] - demand.memory_mib,
+        )
+
+    def _real_free(self, nodes: IntArray) -> IntArray:
+        """Free milli per GPU slot of these nodes (0 for slots with no GPU): a fresh array."""
+        cl = self.cluster
+        out: IntArray = np.where(cl.gpu_real[nodes], cl.gpu_free[nodes], 0)
+        return out
 
     def _stranded(self, total: IntArray, cpu_free: IntArray, mem_free: IntArray) -> FloatArray:
         """Free GPU milli that the node's free CPU (and memory) cannot feed, at the workload's
@@ -302,12 +319,7 @@ class Fragmentation:
                 )
             if self.remnant:
                 # whole GPUs come off idle ones, no hole: only the CPU and memory taken count
-                lasting = self._lasting(
-                    other_nodes,
-                    np.where(cl.gpu_real[other_nodes], cl.gpu_free[other_nodes], 0),
-                    cl.cpu_free[other_nodes] - demand.cpu_milli,
-                    cl.mem_free[other_nodes] - demand.memory_mib,
-                )
+                lasting = self._lasting_with(other_nodes, self._real_free(other_nodes), demand)
                 out[other_nodes] += self.remnant * (lasting - self.remnants[other_nodes])
         if share_nodes.size:
             node_of, gpu_of, after = self._share_candidates(share_nodes, share[share_nodes], demand)
@@ -355,14 +367,9 @@ class Fragmentation:
             mem_free=cl.mem_free[node_of] - demand.memory_mib,
         )
         if self.remnant:
-            left = np.where(cl.gpu_real[node_of], cl.gpu_free[node_of], 0)
+            left = self._real_free(node_of)
             left[np.arange(left.shape[0]), gpu] = now
-            lasting = self._lasting(
-                node_of,
-                left,
-                cl.cpu_free[node_of] - demand.cpu_milli,
-                cl.mem_free[node_of] - demand.memory_mib,
-            )
+            lasting = self._lasting_with(node_of, left, demand)
             after = after + self.remnant * (lasting - self.remnants[node_of])
         if self.reserve:
             after = after + self.reserve * need[row] * self._excess(demand, node_of)
