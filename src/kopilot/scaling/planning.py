@@ -60,9 +60,10 @@ class PlanSettings:
     max(load + its last rise, load x (1 + surge)) until the forecast catches up; None: only
     the plain reactive floor."""
     recurring_days: int = 3
-    """Recurring-rise guard: if demand rose at this time of day on every one of the last this
-    many days (window peak after vs. before the same clock time), plan for the smallest of those
-    rises on top of the recent peak; 0 turns it off."""
+    """Recurring-rise guard (`recurring_peak`): if demand rose at this time of day on at least this
+    many of the past week's days, and on `recurring_share` of them (window peak after vs. before
+    the same clock time), plan for the rise it reached on that many days on top of the recent
+    peak; it needs this many days of history; 0 turns it off."""
     stabilize_s: float = 300.0
     """Scale down no lower than the peak demand of the last this many seconds needs (as HPA's
     scale-down stabilisation window): a load that dips and jumps back finds its replicas."""
@@ -186,7 +187,7 @@ def recurring_peak(
     ratios = np.where(ok, after / np.where(ok, before, 1.0), -np.inf)
     rises = ratios.max(axis=1).tolist()
     highest = float(np.where(ok, after, 0.0).max())
-    need = len(rises) if len(rises) <= days else max(days, math.ceil(share * len(rises)))
+    need = min(len(rises), max(days, math.ceil(share * len(rises))))
     rise = sorted(rises, reverse=True)[need - 1]
     # Never above the highest the window reached on those days: a rise measured from a near-zero
     # level (a spike out of silence) would otherwise multiply into a runaway plan.
