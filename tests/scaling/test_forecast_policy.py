@@ -287,7 +287,14 @@ def test_recurring_rise_at_the_same_clock_time_is_planned_for() -> None:
     found = planning.recurring_peak(noisy, now, 3 * STEP, days=3)
     assert found is None or found[1] < 1.1
     # Too little history for three days back.
-    assert planning.recurring_peak(past.since(now - 2 * day), now, 3 * STEP, days=3) is None
+    two_days = past.since(now - 2 * day - 3 * STEP)
+    assert planning.recurring_peak(two_days, now, 3 * STEP, days=3) is None
+    # ... unless two days will do while there are no more: the jump showed on both.
+    found = planning.recurring_peak(two_days, now, 3 * STEP, days=3, min_days=2)
+    assert found is not None and math.isclose(found[1], 3.0)
+    # One day is never enough.
+    one_day = past.since(now - day - 3 * STEP)
+    assert planning.recurring_peak(one_day, now, 3 * STEP, days=3, min_days=2) is None
 
 
 def test_spare_room_over_the_current_load() -> None:
@@ -382,7 +389,14 @@ def test_recurring_rise_out_of_silence_is_capped_by_what_came() -> None:
 
 
 def _recurring_by_hand(
-    h: series.Series, now: float, window_s: float, *, before_s: float, jitter_s: float, step: float
+    h: series.Series,
+    now: float,
+    window_s: float,
+    *,
+    before_s: float,
+    jitter_s: float,
+    step: float,
+    min_days: int,
 ) -> tuple[float, float] | None:
     """recurring_peak(days=3, share=0.3) written as plainly as possible, window by window."""
 
@@ -395,7 +409,7 @@ def _recurring_by_hand(
     rises, highest = [], 0.0
     for k in range(1, 8):
         t = now - k * 86400.0
-        if h.times[0] > t - before_s - jitter_s:
+        if h.times[0] > t - before_s:
             break
         day = []
         for o in range(-reach, reach + 1):
@@ -409,27 +423,43 @@ def _recurring_by_hand(
         if not day:
             return None
         rises.append(max(day))
-    if len(rises) < 3 or recent is None:
+    if len(rises) < min(3, min_days) or recent is None:
         return None
-    rise = sorted(rises, reverse=True)[max(3, math.ceil(0.3 * len(rises))) - 1]
+    need = min(len(rises), max(3, math.ceil(0.3 * len(rises))))
+    rise = sorted(rises, reverse=True)[need - 1]
     return (min(recent * rise, highest), rise) if rise > 1.0 else None
 
 
 def test_recurring_peak_matches_a_plain_loop_on_random_series() -> None:
     rng = np.random.default_rng(11)
-    for _ in range(60):
+    for i in range(80):
         step = float(rng.choice([15.0, 60.0, 300.0]))
-        t = np.arange(0.0, rng.uniform(2.5, 9.0) * 86400.0, step)
+        window, before = step * int(rng.integers(1, 5)), step * int(rng.integers(1, 8))
+        jitter = float(rng.choice([0.0, 120.0, 300.0]))
+        span = rng.uniform(1.5, 9.0) * 86400.0
+        if i % 2:
+            # History that starts within a jitter of the oldest day's before-window: the edge.
+            span = int(rng.integers(2, 9)) * 86400.0 + before + rng.uniform(-jitter - step, step)
+        t = np.arange(0.0, span, step)
         v = rng.gamma(2.0, 1.0, t.size) * (1.0 + (rng.random(t.size) < 0.02) * 4.0)
         v[rng.random(t.size) < 0.01] = np.nan
         h = series.Series.of(t, v)
         now = float(t[-1]) + step
-        window, before = step * int(rng.integers(1, 5)), step * int(rng.integers(1, 8))
-        jitter = float(rng.choice([0.0, 120.0, 300.0]))
+        min_days = int(rng.choice([2, 3]))
         got = planning.recurring_peak(
-            h, now, window, 3, before_s=before, share=0.3, jitter_s=jitter, step=step
+            h,
+            now,
+            window,
+            3,
+            before_s=before,
+            share=0.3,
+            jitter_s=jitter,
+            step=step,
+            min_days=min_days,
         )
-        want = _recurring_by_hand(h, now, window, before_s=before, jitter_s=jitter, step=step)
+        want = _recurring_by_hand(
+            h, now, window, before_s=before, jitter_s=jitter, step=step, min_days=min_days
+        )
         assert (got is None) == (want is None)
         if got is not None and want is not None:
             assert math.isclose(got[0], want[0]) and math.isclose(got[1], want[1])

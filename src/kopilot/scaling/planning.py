@@ -68,6 +68,9 @@ class PlanSettings:
     """Scale down no lower than the peak demand of the last this many seconds needs (as HPA's
     scale-down stabilisation window): a load that dips and jumps back finds its replicas."""
     recurring_share: float = RECURRING_SHARE
+    recurring_min_days: int = 2
+    """With fewer than `recurring_days` days of history (but at least this many), the guard asks
+    for the rise on every day it has: a daily jump shows on day two, not only on day three."""
     recurring_jitter_s: float = 120.0
     """A recurring rise may come this much earlier or later in the day than on past days."""
     spare: float = 0.0
@@ -81,7 +84,7 @@ class PlanSettings:
     max_history_s: float = 14 * 86400.0
     idle_fraction: float = 0.01
     """Forecast demand below this fraction of one replica's capacity counts as idle."""
-    fallback_utilization: float = 0.8
+    fallback_utilization: float = 0.7
     """Without a forecast (too little history), scale like an HPA targeting this utilisation."""
     gate: quality.QualitySettings = field(default_factory=quality.QualitySettings)
     candidates: tuple[forecasters.Forecaster, ...] = forecasters.ALL
@@ -141,6 +144,7 @@ def recurring_peak(
     share: float = RECURRING_SHARE,
     jitter_s: float = 0.0,
     step: float = 0.0,
+    min_days: int | None = None,
 ) -> tuple[float, float] | None:
     """(planned peak, rise) from the rise demand showed at this clock time on past days.
 
@@ -163,11 +167,9 @@ def recurring_peak(
         return None
     first = float(history.times[0])
     n_days = 0
-    while n_days < max(days, look_back_days) and first <= (
-        now - (n_days + 1) * DAY - before_s - jitter_s
-    ):
+    while n_days < max(days, look_back_days) and first <= (now - (n_days + 1) * DAY - before_s):
         n_days += 1
-    if n_days < days:
+    if n_days < (days if min_days is None else min(days, max(1, min_days))):
         return None
     reach = round(jitter_s / step) if step > 0 else 0
     # Clock times (days x offsets), and the three bounds of each one's before and after windows,
@@ -290,6 +292,7 @@ def plan_service(
             share=s.recurring_share,
             jitter_s=s.recurring_jitter_s,
             step=step,
+            min_days=s.recurring_min_days,
         )
 
     recurring_up, recurring_down = recurring(horizon), recurring(horizon_down)
