@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kopilot.model import actions, cluster, series
-from kopilot.scaling import periods, planning
+from kopilot.scaling import forecasters, periods, planning
 
 STEP = 60.0
 KEY = "ns/svc"
@@ -106,6 +107,29 @@ def test_a_surprising_surge_is_planned_to_go_on() -> None:
     # 60 req/s + its last rise (30) = 90 req/s at 10 req/s per replica
     assert acts[0].replicas == 9
     assert acts[0].reason.startswith("surge: current load 60.00 req/s is above the forecast")
+
+
+def test_a_load_above_the_last_plan_is_a_surprise_even_if_the_forecast_follows_it() -> None:
+    # Persistence forecasts the current load again, so "above today's forecast" never fires for
+    # it; the load broke through what the previous decision planned for this moment all the same.
+    settings = planning.PlanSettings(young_spare=0.0, candidates=(forecasters.Persistence(),))
+    h = _steady(600, 100.0)
+    now = float(h.times[-1]) + STEP
+    first, st = planning.plan_service(_svc(11), h, planning.ServiceState(), now, settings)
+    assert st.planned_peak is not None and st.planned_peak < 150.0
+    jumped = series.Series.of(np.append(h.times, now), np.append(h.values, 150.0))
+    plan, _ = planning.plan_service(_svc(first.replicas), jumped, st, now + STEP, settings)
+    # 150 req/s + its last rise (about 50) = about 200 req/s at 10 req/s per replica
+    assert plan.replicas == 20
+    assert plan.reason.startswith("surge: current load 150.00 req/s is above the forecast")
+    assert f"{st.planned_peak:.2f} req/s" in plan.reason
+    # Without the last plan (or once its window is over) only the forecast from now counts.
+    fresh = dataclasses.replace(st, planned_peak=None)
+    plan, _ = planning.plan_service(_svc(first.replicas), jumped, fresh, now + STEP, settings)
+    assert plan.replicas < 20 and not plan.reason.startswith("surge")
+    over = dataclasses.replace(st, planned_until=now)
+    late, _ = planning.plan_service(_svc(first.replicas), jumped, over, now + STEP, settings)
+    assert late.replicas < 20 and not late.reason.startswith("surge")
 
 
 def test_scale_down_window_is_calibrated_for_its_own_length() -> None:

@@ -11,7 +11,9 @@ Per service, each decision:
    margin] ÷ per-replica capacity: what a replica started now must be ready for. Scale up at once.
 4. Reactive floor: never fewer replicas than the current load needs (with 30 % spare room while
    the history is under two days, before any daily pattern can be known); and when the load is
-   above the forecast (a surprise: a burst the history did not show), plan for the burst to go on.
+   above the forecast, or above what the last decision planned for this moment (a surprise: a
+   burst the history did not show; a forecast that follows the load would hide it), plan for the
+   burst to go on.
 5. Scale down only when the forecast says it is safe over a longer window (`hold_s` more), never
    below what the scale-up window needs, and never below what the peak of the last
    `stabilize_s` needs (a load that dips for a minute and jumps back finds its replicas).
@@ -26,6 +28,7 @@ Pure: no I/O, no clock; fits are cached in the returned state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,7 +59,8 @@ class PlanSettings:
     hold_s: float = 300.0
     """Scale down only if the forecast allows it for this much longer than the scale-up window."""
     surge: float | None = 0.25
-    """When the current load is above the forecast's peak quantile (a surprise), plan for
+    """When the current load is above the forecast's peak quantile, or above the peak the last
+    decision planned for its scale-up window while that window lasts (a surprise), plan for
     max(load + its last rise, load x (1 + surge)) until the forecast catches up; None: only
     the plain reactive floor."""
     recurring_days: int = 3
@@ -96,6 +100,10 @@ class ServiceState:
     fitted_span_s: float = 0.0
     """How much history the cached fit saw."""
     attempted_at: float = -math.inf
+    planned_peak: float | None = None
+    """The peak demand the last decision planned for over its scale-up window ..."""
+    planned_until: float = -math.inf
+    """... and the end of that window: a load above `planned_peak` before then is a surprise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,15 +156,17 @@ def recurring_peak(
 ) -> tuple[float, float] | None:
     """(planned peak, rise) from the rise demand showed at this clock time on past days.
 
-    For each past day k (up to `look_back_days`, at least `days` of them), the rise is the peak
-    over [t, t + window_s) divided by the peak over [t - before_s, t), at t = now - k days: the
-    sample at t is the bucket starting at t, part of what was to come, as the one at `now` is
-    (`before_s` defaults to `window_s`). If demand rose by more than `tolerance` on at least
-    `share` of those days (all of them when there are only `days`), the rise it reached on that
-    many days is expected now: the recent peak (over `before_s`) times that rise, but no more than
-    the highest peak the window reached on those days. Noise seldom
-    rises on most days at the same clock time; a daily job does, and a weekly pattern (no job on
-    weekends) does not hide it.
+    For each past day k (up to `look_back_days`, at least `days` of them, or `min_days` while
+    there are no more), the rise is the peak over [t, t + window_s) divided by the peak over
+    [t - before_s, t), at t = now - k days: the sample at t is the bucket starting at t, part of
+    what was to come, as the one at `now` is (`before_s` defaults to `window_s`). If demand rose
+    by more than `tolerance` on at least `share` of those days (on all of them when there are
+    only `days` or fewer: a daily jump shows on day two already), the rise it reached on that
+    many days is expected now: the recent peak (over `before_s`) times that rise, but no more
+    than the highest peak the window reached on those days. Noise seldom rises on most days at
+    the same clock time; a daily job does, and a weekly pattern (no job on weekends) does not
+    hide it. A past day counts once its before-window is in the history (jittered clock times
+    outside it are skipped).
     None when there is no such rise or too little history.
     """
     before_s = window_s if before_s is None else before_s
@@ -265,7 +275,7 @@ def plan_service(
             also=(horizon_down,),
         )
         span = min(s.max_history_s, float(history.times[-1] - history.times[0]))
-        st = ServiceState(fitted=fitted, fitted_span_s=span, attempted_at=now)
+        st = dataclasses.replace(st, fitted=fitted, fitted_span_s=span, attempted_at=now)
     fitted = st.fitted
     if fitted is None:
         need = math.ceil((current or 0.0) / (s.fallback_utilization * cap) - 1e-9)
@@ -304,7 +314,13 @@ def plan_service(
     need_up = 0 if peak < idle else _needed(peak, cap)
     need_down = 0 if peak_down < idle and (current or 0.0) < idle else _needed(peak_down, cap)
     surge = 0
-    if current is not None and current > peak and s.surge is not None:
+    surprised = current is not None and (
+        current > peak
+        or (st.planned_peak is not None and now <= st.planned_until and current > st.planned_peak)
+    )
+    # The peak the load broke through: the one forecast now, or the one planned for this moment.
+    broken = peak if current is None or current > peak else (st.planned_peak or peak)
+    if current is not None and surprised and s.surge is not None:
         # The forecast was surprised: plan for the surge to go on (its last rise again, or
         # `surge` more), not just for the load already seen.
         rise = max(0.0, current - (_previous_finite(history) or current))
@@ -339,7 +355,8 @@ def plan_service(
             if surge and surge == floor:
                 why = (
                     f"surge: current load {current:.2f} req/s is above the forecast {q} peak "
-                    f"{peak:.2f} req/s ({where}); planning for it to go on rising: {surge} replicas"
+                    f"{broken:.2f} req/s ({where}); planning for it to go on rising: {surge} "
+                    "replicas"
                 )
     elif down < svc.replicas:
         target = down
@@ -367,6 +384,7 @@ def plan_service(
         "capacity_rps": cap,
         "floor": floor,
     }
+    st = dataclasses.replace(st, planned_peak=peak, planned_until=now + horizon * step)
     return Plan(replicas=target, reason=why, evidence=evidence), st
 
 
