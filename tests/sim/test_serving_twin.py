@@ -53,6 +53,23 @@ def test_scale_down_removes_starting_replicas_first() -> None:
     assert snap.services[0].replicas == 2 and snap.services[0].ready_replicas == 2
 
 
+def test_scale_down_does_not_pick_the_slowest_start() -> None:
+    # Like a ReplicaSet, the twin cannot know which starting replica will be ready last: of
+    # replicas started together, the last started goes first, whatever its hidden cold start.
+    demand = series.Series.of([0.0, 1000.0], [5.0, 5.0])
+    for seed in range(20):
+        world = serving.ServingWorld(
+            _spec(initial_replicas=0),
+            demand,
+            np.array([100.0, 200.0, 300.0, 400.0]),
+            randomness.rng(seed, "t"),
+        )
+        world.apply(actions.Scale(service="ml/svc", replicas=3, current=0, reason="t"), 10.0)
+        kept = [r.ready_at for r in world.replicas[:2]]
+        world.apply(actions.Scale(service="ml/svc", replicas=2, current=3, reason="t"), 20.0)
+        assert [r.ready_at for r in world.replicas] == kept
+
+
 def test_snapshot_only_shows_the_past() -> None:
     demand = series.Series.of([0.0, 60.0, 120.0, 180.0], [1.0, 2.0, 3.0, 4.0])
     world = serving.ServingWorld(_spec(), demand, np.array([10.0]), randomness.rng(1, "t"))

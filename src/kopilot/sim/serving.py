@@ -121,10 +121,19 @@ class ServingWorld:
             self.totals.cold_starts.append(cold)
             self.replicas.append(Replica(created=now, ready_at=now + cold))
         if len(self.replicas) > want:
-            # Starting replicas go first (latest ready time first), then the newest ready ones.
-            self.replicas.sort(key=lambda r: (r.ready_at <= now, -r.ready_at, -r.created))
-            del self.replicas[: len(self.replicas) - want]
-            self.replicas.sort(key=lambda r: (r.created, r.ready_at))
+            # As a ReplicaSet ranks pods to delete: starting replicas first, the newest started
+            # first (the controller cannot know which start will be slowest, so neither does
+            # the twin), then the ready ones that have been ready the shortest time.
+            order = sorted(
+                range(len(self.replicas)),
+                key=lambda i: (
+                    (1, -self.replicas[i].ready_at, -i)
+                    if self.replicas[i].ready_at <= now
+                    else (0, -self.replicas[i].created, -i)
+                ),
+            )
+            gone = set(order[: len(self.replicas) - want])
+            self.replicas = [r for i, r in enumerate(self.replicas) if i not in gone]
         return worlds.Applied(ok=True)
 
     # -- accounting -------------------------------------------------------------------------
