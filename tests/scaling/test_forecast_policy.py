@@ -197,6 +197,22 @@ def test_no_history_never_scales_to_zero() -> None:
     assert plan.gated and plan.replicas == 3 and "no demand history" in plan.reason
 
 
+def test_two_good_samples_scale_with_room_but_two_bad_ones_only_hold() -> None:
+    # Two fine samples are a young history, not bad data: the no-forecast rule's room (70 %).
+    young = series.Series.of([0.0, 60.0], [20.0, 35.0])
+    plan, _ = planning.plan_service(
+        _svc(2), young, planning.ServiceState(), 120.0, planning.PlanSettings()
+    )
+    assert plan.gated and plan.replicas == 5  # 35 / (0.7 x 10) = 5
+    assert "only 2 demand samples" in plan.reason
+    # With a NaN among them the gate only holds or scales up to what the last good sample needs.
+    bad = series.Series.of([0.0, 60.0], [float("nan"), 35.0])
+    plan, _ = planning.plan_service(
+        _svc(2), bad, planning.ServiceState(), 120.0, planning.PlanSettings()
+    )
+    assert plan.gated and plan.replicas == 4
+
+
 def _on_off(days: int) -> series.Series:
     """Idle at night, 100 req/s from 08:00 to 20:00, every day."""
     t = np.arange(0, days * periods.DAY, STEP)

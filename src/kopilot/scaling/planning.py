@@ -250,6 +250,9 @@ def plan_service(
     current = _last_finite(history)
     floor = _needed(current, cap) if current is not None else 0
     if not verdict.ok or history is None or step is None:
+        if verdict.too_short and current is not None:
+            # Good samples, just few: as the no-forecast rule below, room for the load to grow.
+            floor = max(floor, _needed(current / s.fallback_utilization, cap))
         target = _clamp(max(svc.replicas, floor), svc)
         reason = (
             f"data-quality gate: {verdict.summary}; reactive fallback holds or scales up only "

@@ -34,6 +34,8 @@ class QualitySettings:
 class Verdict:
     ok: bool
     reasons: tuple[str, ...] = ()
+    too_short: bool = False
+    """The only fault is that the history is too short yet (the samples there are fine)."""
 
     @property
     def summary(self) -> str:
@@ -51,7 +53,13 @@ def check(
     if history is None or len(history) == 0:
         return Verdict(ok=False, reasons=("no demand history",))
     if len(history) < s.min_samples or step is None or not np.isfinite(step) or step <= 0:
-        return Verdict(ok=False, reasons=(f"only {len(history)} demand samples",))
+        short = len(history) < s.min_samples
+        ok_values = bool(np.all(np.isfinite(history.values) & (history.values >= 0)))
+        return Verdict(
+            ok=False,
+            reasons=(f"only {len(history)} demand samples",),
+            too_short=short and ok_values,
+        )
     reasons: list[str] = []
     age = now - float(history.times[-1])
     if age > s.stale_steps * step:
