@@ -104,8 +104,11 @@ def test_a_surprising_surge_is_planned_to_go_on() -> None:
     h = series.Series.of(full.times[:end], v)
     acts, _ = _decide(POLICY, _svc(0), h, float(full.times[end]))
     assert acts
-    # 60 req/s + its last rise (30) = 90 req/s at 10 req/s per replica
-    assert acts[0].replicas == 9
+    # It doubled in one step: kept up over the two-step window that is 240 req/s, more than
+    # the history ever held, so the plan stops at the record (about 106 req/s by day) -> 11.
+    record = float(np.nanmax(h.values))
+    assert 100.0 < record < 110.0
+    assert acts[0].replicas == math.ceil(record / 10.0)
     assert acts[0].reason.startswith("surge: current load 60.00 req/s is above the forecast")
 
 
@@ -127,6 +130,14 @@ def test_a_load_above_the_last_plan_is_a_surprise_even_if_the_forecast_follows_i
     fresh = dataclasses.replace(st, planned_peak=None)
     plan, _ = planning.plan_service(_svc(first.replicas), jumped, fresh, now + STEP, settings)
     assert plan.replicas < 20 and not plan.reason.startswith("surge")
+    # Had the history once held 500 req/s, the growth (x1.5 a step) would be kept up over the
+    # two-step window: 150 x 1.5 x 1.5 = 337.5 req/s -> 34 replicas.
+    once = jumped.values.copy()
+    once[100] = 500.0
+    grown, _ = planning.plan_service(
+        _svc(first.replicas), series.Series.of(jumped.times, once), st, now + STEP, settings
+    )
+    assert grown.replicas == 34
     over = dataclasses.replace(st, planned_until=now)
     late, _ = planning.plan_service(_svc(first.replicas), jumped, over, now + STEP, settings)
     assert late.replicas < 20 and not late.reason.startswith("surge")

@@ -61,8 +61,9 @@ class PlanSettings:
     surge: float | None = 0.25
     """When the current load is above the forecast's peak quantile, or above the peak the last
     decision planned for its scale-up window while that window lasts (a surprise), plan for
-    max(load + its last rise, load x (1 + surge)) until the forecast catches up; None: only
-    the plain reactive floor."""
+    the largest of load + its last rise, load x (1 + surge), and the load growing at its last
+    step's rate over the scale-up window (capped at the highest load in the history) until the
+    forecast catches up; None: only the plain reactive floor."""
     recurring_days: int = 3
     """Recurring-rise guard (`recurring_peak`): if demand rose at this time of day on at least this
     many of the past week's days, and on `recurring_share` of them (window peak after vs. before
@@ -324,10 +325,18 @@ def plan_service(
     # The peak the load broke through: the one forecast now, or the one planned for this moment.
     broken = peak if current is None or current > peak else (st.planned_peak or peak)
     if current is not None and surprised and s.surge is not None:
-        # The forecast was surprised: plan for the surge to go on (its last rise again, or
-        # `surge` more), not just for the load already seen.
-        rise = max(0.0, current - (_previous_finite(history) or current))
-        surge = _needed(max(current + rise, current * (1.0 + s.surge)), cap)
+        # The forecast was surprised: plan for the surge to go on (its last rise again, its
+        # last growth rate, or `surge` more), not just for the load already seen.
+        previous = _previous_finite(history) or current
+        rise = max(0.0, current - previous)
+        want = max(current + rise, current * (1.0 + s.surge))
+        if previous > 0.0 and current > previous:
+            # The last step's growth rate, kept up over the window the plan covers, but never
+            # above the highest load the history holds (a spike out of near-silence would
+            # otherwise plan for many times the service's record).
+            record = float(np.nanmax(history.values))
+            want = max(want, min(current * (current / previous) ** horizon, record))
+        surge = _needed(want, cap)
     spare = s.spare
     if float(history.times[-1] - history.times[0]) < s.young_s:
         spare = max(spare, s.young_spare)
