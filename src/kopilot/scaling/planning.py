@@ -282,7 +282,7 @@ def plan_service(
         st = dataclasses.replace(st, fitted=fitted, fitted_span_s=span, attempted_at=now)
     fitted = st.fitted
     if fitted is None:
-        need = math.ceil((current or 0.0) / (s.fallback_utilization * cap) - 1e-9)
+        need = _needed((current or 0.0) / s.fallback_utilization, cap)
         target = _clamp(max(need, 1 if svc.replicas > 0 or floor > 0 else 0), svc)
         reason = (
             f"not enough demand history to forecast yet ({len(history)} samples); reactive rule: "
@@ -318,13 +318,19 @@ def plan_service(
     need_up = 0 if peak < idle else _needed(peak, cap)
     need_down = 0 if peak_down < idle and (current or 0.0) < idle else _needed(peak_down, cap)
     surge = 0
-    surprised = current is not None and (
-        current > peak
-        or (st.planned_peak is not None and now <= st.planned_until and current > st.planned_peak)
-    )
-    # The peak the load broke through: the one forecast now, or the one planned for this moment.
-    broken = peak if current is None or current > peak else (st.planned_peak or peak)
-    if current is not None and surprised and s.surge is not None:
+    # A surprise: the load broke through the peak forecast now, or the one the last decision
+    # planned for this moment.
+    broken: float | None = None
+    if current is not None and current > peak:
+        broken = peak
+    elif (
+        current is not None
+        and st.planned_peak is not None
+        and now <= st.planned_until
+        and current > st.planned_peak
+    ):
+        broken = st.planned_peak
+    if current is not None and broken is not None and s.surge is not None:
         # The forecast was surprised: plan for the surge to go on (its last rise again, its
         # last growth rate, or `surge` more), not just for the load already seen.
         previous = _previous_finite(history) or current
@@ -334,7 +340,7 @@ def plan_service(
             # The last step's growth rate, kept up over the window the plan covers, but never
             # above the highest load the history holds (a spike out of near-silence would
             # otherwise plan for many times the service's record).
-            record = float(np.nanmax(history.values))
+            record = _window_max(history, -math.inf, math.inf) or current
             want = max(want, min(current * (current / previous) ** horizon, record))
         surge = _needed(want, cap)
     spare = s.spare
