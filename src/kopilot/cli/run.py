@@ -58,7 +58,7 @@ def run(
         help="Prometheus base URL: the services' `kopilot.io/demand-query` and the health "
         "signals (docs/signals.md). Without it no service has demand history (the scaling "
         "policy's data-quality gate falls back to its reactive rule and says so), and the "
-        "health family does not run (the audit log says why).",
+        "health family is off.",
     ),
     prometheus_timeout: float = typer.Option(
         10.0,
@@ -244,7 +244,10 @@ def run(
         family=families.HEALTH,
         needs=frozenset({cluster.METRICS}),
     )
-    slots.append(health)
+    if prom is not None:
+        # Without a Prometheus there are no signals at all: that is how kopilot was started,
+        # not a fault of this cycle, so it is said once here instead of audited every cycle.
+        slots.append(health)
     gov = governor.Governor(rails)
     try:
         log = audit.AuditLog(audit_log)
@@ -274,6 +277,8 @@ def run(
         f"kopilot run as {me}: {mode}; interval {interval:g} s; audit log {audit_log}; "
         f"demand and signals from {prometheus_url or 'nowhere (no --prometheus-url)'}"
     )
+    if prom is None:
+        console.print("health family off: it needs the signals of --prometheus-url")
     code = 0
     try:
         try:
