@@ -219,6 +219,30 @@ def test_a_prometheus_that_never_answers_times_out_into_a_blind_reading() -> Non
     assert reading.queries == 1  # the first timeout ends the read: no pile of slow queries
 
 
+def test_a_server_that_hangs_up_mid_answer_is_a_blind_reading_not_a_crash() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+
+    def hang_up() -> None:
+        for _ in range(2):
+            conn, _addr = sock.accept()
+            conn.recv(65536)
+            conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"status"')
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with prometheus.Client(url, timeout=5) as client:
+            reading = signals.Reader(client, signals.Settings()).read(END)
+    finally:
+        sock.close()
+        thread.join(timeout=5)
+    assert reading.blind is not None and "unreachable or timed out" in reading.blind
+
+
 def test_a_closed_port_is_a_blind_reading() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
