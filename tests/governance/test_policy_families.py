@@ -176,3 +176,19 @@ def test_kopilot_policy_shows_each_family_and_what_it_asks_approval_for(tmp_path
     assert "family health: on, max 3 per window, needs approval=['Cordon', 'Restart']" in (
         result.output
     )
+
+
+def test_a_family_bound_holds_across_a_restart_through_the_audit_log() -> None:
+    from kopilot.kube import resuming
+
+    rails = policyfile.parse(
+        "dry_run: false\nfamilies: {health: {max_actions: 1, require_approval: []}}\n", "t"
+    ).rails
+    snap = snapshot(make_service(replicas=8))
+    log = audit.AuditLog(None)
+    for v in governor.Governor(rails).review([_restart("ml/a")], snap, 0.0):
+        log.append(v)
+    restarted = governor.Governor(rails)
+    restarted.remember(resuming.ledger_entries(log.records))
+    [v] = restarted.review([_restart("ml/b")], snap, 10.0)
+    assert v.outcome is verdicts.Outcome.REFUSED and "family limit" in v.reason
