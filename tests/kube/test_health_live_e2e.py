@@ -5,8 +5,8 @@ the Deployment's service answers ten times slower since a rollout; the history (
 dcgm-exporter's and the serving runtime's metric names, docs/signals.md) is backfilled into a
 real Prometheus on 127.0.0.1, ending now. `kopilot run --once` must propose, through the
 governor: a Restart of the leaking pod and a cordon-and-drain of the GPU's node, both waiting for
-a person by default, and an Alert on the service. With the family allowed to act, the pod is
-evicted and the node cordoned. A Prometheus whose data stopped an hour ago, or one that is not
+a person by default, and an Alert on the service. Once a person approves the Restart, the next
+cycle evicts the pod; with the family allowed to act on its own, the node is cordoned. A Prometheus whose data stopped an hour ago, or one that is not
 there, makes the health family skip the cycle with the reason in the audit log: nothing is
 proposed.
 """
@@ -144,6 +144,7 @@ def test_a_leak_and_a_failing_gpu_read_from_prometheus_are_remedied_through_the_
 ) -> None:
     api = live.make_api(api_client)
     log = tmp_path / "audit.jsonl"
+    queue = tmp_path / "approvals.jsonl"
     with live.namespace(api) as ns, live.node_group(api, 2, gpus=1) as nodes:
         live.deployment(api, ns, "detector", replicas=1, group_nodes=[nodes[0]], memory_limit="1Gi")
         pod = _leaky_pod(api, ns)
@@ -167,6 +168,31 @@ def test_a_leak_and_a_failing_gpu_read_from_prometheus_are_remedied_through_the_
             ), alerts
             assert _pod_alive(api, ns, pod)
 
+            # A person approves the Restart: the next (acting) cycle carries it out, through
+            # the governor again; the cordon still waits.
+            rid = restart["verdict"].rsplit("kopilot approve ", 1)[1].strip("` ")
+            approve = subprocess.run(
+                [sys.executable, "-m", "kopilot.cli", "approve", rid, "--queue", str(queue)],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert approve.returncode == 0, approve.stderr
+            log.unlink()
+            _run(control_plane.kubeconfig, ns, log, "--prometheus-url", url, "--no-dry-run")
+            records = _health(log, ns, nodes[1])
+            done = [r for r in records if r.get("action", {}).get("kind") == "Restart"]
+            assert done and done[0]["outcome"] == "approved", records
+            assert done[0]["action"]["pod"] == f"{ns}/{pod}"
+            assert not _pod_alive(api, ns, pod)
+            assert live.kopilot_events(api, ns, "KopilotRestarted")
+            cordons = [r for r in records if r.get("action", {}).get("kind") == "Cordon"]
+            assert [r["outcome"] for r in cordons] == ["pending-approval"]
+            assert not api.get(f"/api/v1/nodes/{nodes[1]}", "read node")["spec"].get(
+                "unschedulable"
+            )
+
             # The family allowed to act on its own (still inside every other guardrail).
             policy = tmp_path / "policy.yaml"
             policy.write_text("dry_run: false\nfamilies: {health: {require_approval: []}}\n")
@@ -174,14 +200,10 @@ def test_a_leak_and_a_failing_gpu_read_from_prometheus_are_remedied_through_the_
             _run(
                 control_plane.kubeconfig, ns, log, "--prometheus-url", url, "--policy", str(policy)
             )
-            outcomes = {
-                r["action"]["kind"]: r["outcome"]
-                for r in _health(log, ns, nodes[1])
-                if "action" in r and r["action"]["kind"] in ("Restart", "Cordon")
-            }
-            assert outcomes == {"Restart": "approved", "Cordon": "approved"}
-            assert not _pod_alive(api, ns, pod)
-            assert live.kopilot_events(api, ns, "KopilotRestarted")
+            cordons = [
+                r for r in _health(log, ns, nodes[1]) if r.get("action", {}).get("kind") == "Cordon"
+            ]
+            assert [r["outcome"] for r in cordons] == ["approved"]
             node = api.get(f"/api/v1/nodes/{nodes[1]}", "read node")
             assert node["spec"].get("unschedulable") is True
 
