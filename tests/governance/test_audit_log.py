@@ -89,3 +89,54 @@ def test_a_writer_killed_mid_stream_leaves_only_whole_records(tmp_path: Path) ->
     recs = list(audit.read(path, torn=torn))
     assert recs and not torn
     assert all(r["action"]["kind"] == "Scale" for r in recs)
+
+
+def test_an_append_after_a_torn_tail_starts_on_a_fresh_line(tmp_path: Path) -> None:
+    """A crash tore the last record; the restarted writer sets it aside and appends cleanly."""
+    path = tmp_path / "a.jsonl"
+    log = audit.AuditLog(path)
+    log.append(_verdict(1))
+    log.append(_verdict(2))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 25])
+    restarted = audit.AuditLog(path)
+    restarted.append(_verdict(3))
+    restarted.append(_verdict(4))
+    torn: list[audit.TornRecord] = []
+    recs = list(audit.read(path, torn=torn))
+    assert [r["action"]["replicas"] for r in recs] == [1, 3, 4] and not torn
+    assert [r["seq"] for r in recs] == [1, 2, 3]
+    [repair] = restarted.repairs
+    assert repair.offset == whole.index(b"\n") + 1
+    [note] = [json.loads(x) for x in (tmp_path / "a.jsonl.torn").read_text().splitlines()]
+    assert whole[repair.offset :].decode().startswith(note["text"])
+
+
+def test_a_whole_record_missing_only_its_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    audit.AuditLog(path).append(_verdict(1))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    log = audit.AuditLog(path)
+    log.append(_verdict(2))
+    assert [r["seq"] for r in audit.read(path)] == [1, 2] and not log.repairs
+
+
+def test_two_open_writers_never_repeat_a_seq(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    first, second = audit.AuditLog(path), audit.AuditLog(path)
+    for i in range(3):
+        first.append(_verdict(i))
+        second.append(_verdict(10 + i))
+    assert [r["seq"] for r in audit.read(path)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_concurrent_processes_never_repeat_a_seq(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    seqs = [r["seq"] for r in audit.read(path)]
+    assert seqs == list(range(1, 601))

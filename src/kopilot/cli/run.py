@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from kopilot.governance import governor, guardrails, policyfile
+    from kopilot.governance import audit, governor, guardrails, policyfile
     from kopilot.metrics import prometheus
     from kopilot.model import series
 
@@ -219,9 +219,12 @@ def run(
     ]
     gov = governor.Governor(rails)
     try:
-        log = audit.AuditLog(audit_log)
+        log = audit.AuditLog(audit_log, fsync=True)
+        holder.record(log, clock.now())
     except errors.KopilotError as e:
         raise fail(str(e)) from e
+    for note in log.repairs:
+        console.print(f"[yellow]note:[/yellow] {note}")
     runner = running.Runner(
         world,
         slots,
@@ -255,7 +258,7 @@ def run(
                     began = clock.now()
                     if policy is not None:
                         policy_mtime = _reload_policy(
-                            console, holder, policy, policy_mtime, gov, rails_of
+                            console, holder, policy, policy_mtime, gov, rails_of, log, began
                         )
                     step = runner.step()
                     judged = step.report.judged if step.report else ()
@@ -291,8 +294,11 @@ def _reload_policy(
     mtime: float,
     gov: governor.Governor,
     rails_of: Callable[[policyfile.Policy], guardrails.Guardrails],
+    log: audit.AuditLog,
+    at: float,
 ) -> float:
-    """Re-read the policy file if it changed; a bad edit keeps the policy in force."""
+    """Re-read the policy file if it changed; a bad edit keeps the policy in force. Either way
+    the reload is written to the audit log."""
     try:
         now = path.stat().st_mtime
     except OSError as e:
@@ -300,7 +306,7 @@ def _reload_policy(
         return mtime
     if now == mtime:
         return mtime
-    if holder.reload():
+    if holder.reload(log, at):
         gov.rails = rails_of(holder.policy)
         mode = "dry-run" if gov.rails.dry_run else "acting"
         console.print(f"policy {path} reloaded: {mode}")
