@@ -140,3 +140,14 @@ def test_concurrent_processes_never_repeat_a_seq(tmp_path: Path) -> None:
         p.join()
     seqs = [r["seq"] for r in audit.read(path)]
     assert seqs == list(range(1, 601))
+
+
+def test_a_record_glued_to_a_torn_one_by_an_older_kopilot_is_read(tmp_path: Path) -> None:
+    """Logs written before torn tails were set aside hold `torn{...}` lines: the record is kept."""
+    path = tmp_path / "a.jsonl"
+    audit.AuditLog(path).append(_verdict(1))
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[:40] + whole.replace(b'"seq": 1', b'"seq": 2') + whole)
+    torn: list[audit.TornRecord] = []
+    assert [r["seq"] for r in audit.read(path, torn=torn)] == [1, 2, 1]
+    assert [t.line for t in torn] == [2] and torn[0].text == whole[:40].decode()

@@ -221,9 +221,10 @@ def run(
     try:
         log = audit.AuditLog(audit_log, fsync=True)
         holder.record(log, clock.now())
+        queue = approvals.ApprovalQueue(approvals_path)
     except errors.KopilotError as e:
         raise fail(str(e)) from e
-    for note in log.repairs:
+    for note in [*log.repairs, *queue.repairs, *queue.skipped]:
         console.print(f"[yellow]note:[/yellow] {note}")
     runner = running.Runner(
         world,
@@ -233,7 +234,7 @@ def run(
         clock=clock,
         elector=elector,
         resume_max_age_s=3 * interval,
-        queue=approvals.ApprovalQueue(approvals_path),
+        queue=queue,
         approval_ttl_s=holder.policy.approval_ttl_s,
     )
 

@@ -117,7 +117,10 @@ class TornRecord:
 def read(path: Path, *, torn: list[TornRecord] | None = None) -> Iterator[dict[str, Any]]:
     """Yield the records of an audit log. A torn line is skipped (and listed in `torn` if given).
 
-    A malformed line that is not the last one means the file was edited by hand: that is an error.
+    A line that is a torn record with a whole record glued after it (what a crash followed by an
+    append left before appends set torn tails aside) yields the whole record and lists the torn
+    part. Any other malformed line that is not the last one means the file was edited by hand:
+    that is an error naming the line.
     """
     try:
         lines = path.read_bytes().split(b"\n")
@@ -131,11 +134,32 @@ def read(path: Path, *, torn: list[TornRecord] | None = None) -> Iterator[dict[s
             if not isinstance(rec, dict):
                 raise ValueError("not an object")
         except ValueError as e:
-            if i == len(lines):
+            glued = _glued(raw)
+            if glued is None and i == len(lines):
                 if torn is not None:
                     torn.append(TornRecord(line=i, text=raw.decode(errors="replace")))
                 return
+            if glued is not None:
+                cut, rec = glued
+                if torn is not None:
+                    torn.append(TornRecord(line=i, text=raw[:cut].decode(errors="replace")))
+                yield rec
+                continue
             raise errors.InvalidInputError(
                 f"audit log {path}, line {i}: not a JSON record ({e}); the log was changed by hand"
             ) from e
         yield rec
+
+
+def _glued(raw: bytes) -> tuple[int, dict[str, Any]] | None:
+    """(where it starts, the record) of a whole record that ends `raw` after a torn prefix."""
+    start = raw.find(b'{"', 1)
+    while start > 0:
+        try:
+            rec = json.loads(raw[start:])
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict) and "seq" in rec:
+            return start, rec
+        start = raw.find(b'{"', start + 1)
+    return None
