@@ -146,3 +146,23 @@ def test_in_a_cluster_approving_needs_a_token(
     result = CliRunner().invoke(app, ["approve", rid, "--queue", str(q.path)])
     assert result.exit_code == 2 and "--token-file" in result.output
     assert approvals.ApprovalQueue(q.path).requests(now)[rid].state == "pending"
+
+
+def test_the_runner_steps_over_a_damaged_queue_on_every_restart(tmp_path: Path) -> None:
+    """Before: `[]` in the queue crashed `Runner.step`, and again after every restart."""
+    from kopilot.kits import clocks
+    from kopilot.kube import running
+
+    q, log, gov = _acting(tmp_path)
+    _append(q.path, "[]", '{"event": "approved", "id": 1}')
+    for restart in range(2):
+        runner = running.Runner(
+            NodeWorld(),
+            [cycles.PolicySlot(CordonOnce("gpu-1"))],
+            gov,
+            audit.AuditLog(log.path),
+            clock=clocks.VirtualClock(),
+            queue=approvals.ApprovalQueue(q.path),
+        )
+        step = runner.step(float(restart))
+        assert step.error is None and step.report is not None
