@@ -109,40 +109,30 @@ def _approver(
     kubeconfig: Path | None,
     context: str | None,
 ) -> approvals.Approver:
-    """The verified identity of the person answering: the OS user, or the token's user."""
+    """The verified identity of the person answering (`kube.approving.identify`)."""
+    import contextlib
     import os
 
-    from kopilot.governance import approvals
     from kopilot.kits import clocks, randomness
     from kopilot.kube import apis, approving, retrying
     from kopilot.model import errors
 
     in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    if token_file is None:
-        if in_cluster:
-            raise errors.InvalidInputError(
-                "in a cluster an approval needs the approver's token: pass --token-file PATH "
-                "(e.g. from `kubectl create token NAME --audience kopilot`)"
-            )
-        return approvals.os_user(note)
     request = q.pending(rid, now)
-    try:
-        token = token_file.read_text(encoding="utf-8")
-    except OSError as e:
-        raise errors.InvalidInputError(f"--token-file {token_file}: {e.strerror}") from e
-    client = apis.client_for(kubeconfig, context=context, in_cluster=in_cluster)
-    try:
-        api = apis.Api(
-            client,
-            retrying.Retrier(
-                clocks.WallClock(),
-                randomness.rng(os.getpid(), "approve"),
-                retrying.Backoff(attempts=3),
-            ),
-        )
-        check = approving.check(api, token, request, note=note)
-    finally:
-        client.close()  # type: ignore[no-untyped-call]
+    token: str | None = None
+    with contextlib.ExitStack() as stack:
+        api: apis.Api | None = None
+        if token_file is not None:
+            try:
+                token = token_file.read_text(encoding="utf-8")
+            except OSError as e:
+                raise errors.InvalidInputError(f"--token-file {token_file}: {e.strerror}") from e
+            client = apis.client_for(kubeconfig, context=context, in_cluster=in_cluster)
+            stack.callback(client.close)
+            rng = randomness.rng(os.getpid(), "approve")
+            backoff = retrying.Backoff(attempts=3)
+            api = apis.Api(client, retrying.Retrier(clocks.WallClock(), rng, backoff))
+        check = approving.identify(request, token=token, api=api, in_cluster=in_cluster, note=note)
     if check.approver is None:
         raise errors.InvalidInputError(f"not allowed: {check.reason}")
     return check.approver

@@ -154,3 +154,26 @@ def check(
         approver=approvals.Approver(name=user["username"], via="kubernetes", note=note),
         reason=f"{user['username']} may {VERB} {RESOURCE}.{GROUP}{where}",
     )
+
+
+def identify(
+    request: approvals.Request,
+    *,
+    token: str | None,
+    api: apis.Api | None,
+    in_cluster: bool,
+    note: str = "",
+) -> Check:
+    """Who answers `request`: the user of `token` as the API server checks it (through `api`),
+    or, outside a cluster and without a token, the OS user of this process. In a cluster a token
+    is required: the OS user of a pod says nothing about the person."""
+    if token is None or api is None:
+        if in_cluster:
+            return Check(
+                approver=None,
+                reason="in a cluster an approval needs the approver's token (--token-file PATH, "
+                "e.g. from `kubectl create token NAME --audience kopilot`)",
+            )
+        me = approvals.os_user(note)
+        return Check(approver=me, reason=f"the OS user {me.name}")
+    return check(api, token, request, note=note)
