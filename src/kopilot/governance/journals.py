@@ -89,7 +89,10 @@ class Journal:
         self.refresh()
 
     def refresh(self) -> None:
-        """Read what was appended since the last look (setting a torn tail aside)."""
+        """Read what was appended since the last look (setting a torn tail aside). A journal
+        nobody appended to yet has no file: reading it creates none."""
+        if not self.path.exists():
+            return
         with self._locked() as fd:
             self._catch_up(fd)
 
