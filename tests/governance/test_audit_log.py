@@ -151,3 +151,15 @@ def test_a_record_glued_to_a_torn_one_by_an_older_kopilot_is_read(tmp_path: Path
     torn: list[audit.TornRecord] = []
     assert [r["seq"] for r in audit.read(path, torn=torn)] == [1, 2, 1]
     assert [t.line for t in torn] == [2] and torn[0].text == whole[:40].decode()
+
+
+def test_a_torn_note_in_the_sidecar_keeps_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    (tmp_path / "a.jsonl.torn").write_bytes(b'{"file": "a.jsonl", "off')  # a crash mid-note
+    path.write_bytes(b'{"seq": 1}\n{"seq": 2, "tim')
+    audit.AuditLog(path).append(_verdict(3))
+    lines = (tmp_path / "a.jsonl.torn").read_bytes().split(b"\n")
+    assert (
+        lines[0] == b'{"file": "a.jsonl", "off'
+        and json.loads(lines[1])["text"] == '{"seq": 2, "tim'
+    )

@@ -183,9 +183,12 @@ class Journal:
             "length": len(tail),
             "text": tail.decode("utf-8", errors="backslashreplace"),
         }
-        keep = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_APPEND, self._mode)
+        keep = os.open(aside, os.O_RDWR | os.O_CREAT | os.O_APPEND, self._mode)
         try:
-            _write_all(keep, (json.dumps(note, sort_keys=True) + "\n").encode())
+            size = os.fstat(keep).st_size
+            # a note torn by an earlier crash keeps its own line: start this one on a new line
+            fresh = b"\n" if size and os.pread(keep, 1, size - 1) != b"\n" else b""
+            _write_all(keep, fresh + (json.dumps(note, sort_keys=True) + "\n").encode())
             os.fsync(keep)
         finally:
             os.close(keep)
