@@ -117,10 +117,17 @@ def check(
     )
     status = answer.get("status") or {}
     user = status.get("user")
+    wanted = f" for the audience {', '.join(audiences)}" if audiences else ""
     if not status.get("authenticated") or user is None or not user.get("username"):
         why = status.get("error") or "the API server does not accept it"
-        wanted = f" for the audience {', '.join(audiences)}" if audiences else ""
         return Check(approver=None, reason=f"the token is not valid{wanted}: {why}")
+    if audiences and not set(audiences) & set(status.get("audiences") or ()):
+        # The API contract: an authenticator that is not audience-aware answers with no
+        # audiences, and then the token is only valid for the API server itself.
+        return Check(
+            approver=None,
+            reason=f"the token is not valid{wanted}: the API server vouches for no audience of it",
+        )
     attributes: ResourceAttributes = {
         "group": GROUP,
         "resource": RESOURCE,
