@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import nab_corpus
+
 import nab_detectors
-from kopilot.health import ensembles, nab_scoring, streaming
+from kopilot.health import ensembles, nab_corpus, nab_scoring, streaming
 from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
 
 DEV = SHARED_DATA / "nab-dev"
