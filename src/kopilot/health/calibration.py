@@ -7,6 +7,8 @@ history of that member's scores: `p = (#past scores >= s + 1) / (#past scores + 
 the surprise `-log10 p`. A score is then anomalous only if it is rare for that stream, whatever
 its scale, and the scores of different members and streams can share one threshold.
 
+A raw surprise is capped at `MAX_SURPRISE` (308, a p of 1e-308) before ranking.
+
 Constant memory per stream: a histogram of past scores over fixed, log-spaced bins (optionally
 decaying with half-life `half_life` points so that old habits fade).
 """
@@ -21,6 +23,10 @@ from kopilot.health import streaming
 
 EDGES = np.r_[0.0, np.geomspace(0.05, 60.0, 47)]
 _TIEBREAK = 0.01  # within a histogram bin, a larger raw surprise still ranks higher
+# -log10 of the smallest normal double: a rarer tail is not a probability a float can hold. A
+# member whose spread has collapsed (a constant stretch ends) can report 1e12 or infinity; capped,
+# it still ranks first, but it no longer sets a peak that hides the next ~12,000 points.
+MAX_SURPRISE = 308.0
 
 
 class EmpiricalTail:
@@ -44,7 +50,7 @@ class EmpiricalTail:
     def update(self, surprise: streaming.FloatArray) -> streaming.FloatArray:
         """Calibrated surprise (`-log10` empirical tail) of each stream's newest raw surprise."""
         seen = ~np.isnan(surprise)
-        s = np.where(seen, np.maximum(surprise, 0.0), 0.0)
+        s = np.where(seen, np.clip(surprise, 0.0, MAX_SURPRISE), 0.0)
         b = np.searchsorted(EDGES, s, side="right")
         at_least = np.cumsum(self._hist[:, ::-1], axis=1)[:, ::-1]
         p = (at_least[self._rows, b] + 1.0) / (self._total + 1.0)

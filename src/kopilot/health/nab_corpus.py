@@ -8,7 +8,8 @@ What cannot be taken as is becomes a note naming the file and line (`Corpus.note
 - a timestamp that steps back (a clock change, a restarted exporter): the rows stay in arrival
   order, which is the order a streaming detector sees them; for placing the label windows, each
   row's time is the latest time seen so far, so the series' clock never goes back;
-- a timestamp that cannot be read: the row keeps the previous row's time;
+- a timestamp that cannot be read: the row keeps the previous row's time (on the first row,
+  an error: there is no time to keep);
 - a value that is empty, not a number, NaN or infinite: the row is a missing point (NaN), which
   every detector skips (`streaming.Detector`).
 
