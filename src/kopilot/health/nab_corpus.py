@@ -124,7 +124,9 @@ def load(data_dir: Path, labels_file: Path, *, only: set[str] | None = None) -> 
             f"no CSV under {data_dir} is named in {labels_file}; keys look like "
             f"{next(iter(labels), '?')!r}, files like {files[:1]}"
         )
-    series, values, notes = [], [], []
+    series: list[nab_scoring.LabelledSeries] = []
+    values: list[np.ndarray] = []
+    notes: list[str] = []
     for key in keys:
         stream = read_csv(data_dir / key)
         ts, v = stream.timestamps, stream.values
