@@ -5,8 +5,9 @@
 
 `--data` is any directory laid out like NAB's `data/` (category/file.csv, columns timestamp,value)
 and `--labels` a NAB windows file (labels/combined_windows.json) whose keys are paths relative to
-`--data`. `--published` is a folder in NAB's `results/` layout (default: `published/` beside
-`--data`, if there): each published detector's anomaly_score column is scored by kopilot's scorer
+`--data`. `--published` is a folder in NAB's `results/` layout (default: `published/` or NAB's
+own `results/` beside `--data`, if there; profiles likewise from `profiles.json` or
+`config/profiles.json`): each published detector's anomaly_score column is scored by kopilot's scorer
 (kopilot.health.nab_scoring, NAB's rules) on exactly the files kopilot is scored on.
 
 Two tables:
@@ -175,7 +176,7 @@ def main() -> None:
         "--published",
         type=Path,
         default=None,
-        help="published detectors' outputs, NAB results/ layout (default: published/ beside --data)",
+        help="published detectors' outputs, NAB results/ layout (default: published/ or results/ beside --data)",
     )
     parser.add_argument(
         "--candidates",
@@ -190,8 +191,16 @@ def main() -> None:
     known = list(nab_detectors.DETECTORS)
     candidates = _names(args.candidates, known, "candidates", parser)
     extra = [d for d in _names(args.detectors, known, "detectors", parser) if d not in candidates]
-    profiles_file = args.profiles or args.data.parent / "profiles.json"
-    published_dir = args.published or args.data.parent / "published"
+    # Beside --data: this repository's dev layout (profiles.json, published/) or NAB's own
+    # (config/profiles.json, results/).
+    root = args.data.parent
+    profiles_file = args.profiles or next(
+        (p for p in (root / "profiles.json", root / "config" / "profiles.json") if p.exists()),
+        root / "profiles.json",
+    )
+    published_dir = args.published or next(
+        (p for p in (root / "published", root / "results") if p.is_dir()), root / "published"
+    )
     try:
         if not args.data.is_dir():
             raise errors.InvalidInputError(
