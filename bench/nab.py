@@ -213,6 +213,11 @@ def main() -> None:
         published = {}
         if published_dir.is_dir():
             published = nab_published.load(published_dir, corpus)
+            if args.published and not published:
+                raise errors.InvalidInputError(
+                    f"{published_dir}: none of {list(nab_published.DETECTORS)} in NAB's results/ "
+                    "layout (<detector>/<category>/<detector>_<file>.csv[.gz])"
+                )
         elif args.published:
             raise errors.InvalidInputError(f"{published_dir}: no such folder")
     except errors.InvalidInputError as e:
