@@ -12,6 +12,7 @@ from kopilot.health import (
     likelihood,
     ranges,
     streaming,
+    suppression,
     zscores,
 )
 
@@ -44,6 +45,37 @@ class ZScoreLikelihood:
     def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
         raw = np.abs(self._z.zscores(values))
         return self._likelihood.update(np.where(np.isnan(values), np.nan, raw))
+
+
+class EnsembleLikelihood:
+    """kopilot's ensemble with HTM's anomaly likelihood between the combination and the peak
+    filter (an experiment judged by LOCO: see docs/health.md)."""
+
+    def __init__(self, n_streams: int) -> None:
+        s = ensembles.EnsembleSettings()
+        self._ensemble = ensembles.default(n_streams, s)
+        w = np.asarray(ensembles.weights_for(s), dtype=np.float64)
+        self._weights = (w / w.sum())[:, None]
+        self._likelihood = likelihood.AnomalyLikelihood(n_streams)
+        self._filter = suppression.PeakFilter(n_streams, hold=s.hold, quiet=s.quiet, gamma=s.gamma)
+        self._scale = s.scale
+
+    @property
+    def streams(self) -> int:
+        return self._ensemble.streams
+
+    def update(self, values: streaming.FloatArray) -> streaming.FloatArray:
+        values = np.where(np.isfinite(values), values, np.nan)
+        each = self._ensemble.calibrated(values)
+        w = np.where(np.isnan(each), 0.0, self._weights)
+        total = w.sum(axis=0)
+        combined = np.where(
+            total > 0, (w * np.nan_to_num(each)).sum(axis=0) / np.maximum(total, 1e-300), 0.0
+        )
+        lik = self._likelihood.update(np.where(np.isnan(values), np.nan, combined))
+        surprise = self._scale * lik / np.maximum(1.0 - lik, 1e-12)  # back to the surprise scale
+        passed = self._filter.update(surprise)
+        return passed / (passed + self._scale)
 
 
 def _member(index: int) -> Callable[[int], streaming.Detector]:
@@ -86,6 +118,7 @@ DETECTORS: dict[str, Callable[[int], streaming.Detector]] = {
     "ensemble without the range member": _without("ranges"),
     "ensemble without the context member": _without("contexts"),
     "ensemble without the seasonal member": _without("seasons"),
+    "kopilot ensemble + HTM likelihood": EnsembleLikelihood,
     "null": Null,
     "static threshold": zscores.StaticThreshold,
     "rolling z-score (raw)": zscores.RollingZScore,
