@@ -98,9 +98,9 @@ def audit(
         records = [
             r
             for r in audit_log.read(log, torn=torn)
-            if (kind is None or r["action"]["kind"] == kind)
+            if (kind is None or (r.get("action") or {}).get("kind") == kind)
             and (outcome is None or r["outcome"] == outcome)
-            and (target is None or target in r["action"]["target"])
+            and (target is None or target in str((r.get("action") or {}).get("target", "")))
             and (since is None or r["time"] >= since)
         ][-limit:]
     except (errors.InvalidInputError, KeyError, TypeError) as e:

@@ -17,6 +17,9 @@ from typing import Any
 from kopilot.governance import verdicts
 from kopilot.model import actions, errors
 
+SKIPPED = "skipped"
+"""The outcome of a record that holds no verdict: a family that did not run (see `note_skipped`)."""
+
 
 def record_of(verdict: verdicts.Verdict, seq: int) -> dict[str, Any]:
     return {
@@ -46,7 +49,23 @@ class AuditLog:
 
     def append(self, verdict: verdicts.Verdict) -> dict[str, Any]:
         self._seq += 1
-        rec = record_of(verdict, self._seq)
+        return self._write(record_of(verdict, self._seq))
+
+    def note_skipped(self, family: str, reason: str, now: float) -> dict[str, Any]:
+        """Record that a family did not run this cycle, and why (outcome `skipped`, no action)."""
+        self._seq += 1
+        return self._write(
+            {
+                "seq": self._seq,
+                "time": round(now, 3),
+                "outcome": SKIPPED,
+                "family": family,
+                "verdict": reason,
+                "summary": f"{family}: no action this cycle",
+            }
+        )
+
+    def _write(self, rec: dict[str, Any]) -> dict[str, Any]:
         self.records.append(rec)
         if self.path is not None:
             line = (json.dumps(rec, sort_keys=True, default=str) + "\n").encode()

@@ -13,6 +13,16 @@ max_disrupted_fraction: 0.25
 max_scale_step: 10
 require_approval: [Cordon, Repartition]
 approval_ttl_s: 3600
+families:                                   # omit a family for its defaults (on)
+  scaling: {enabled: true}
+  readiness: {enabled: true}
+  health:                                   # disruptive kinds need approval by default
+    enabled: true
+    max_actions: 20                         # per window_s, on top of the other limits
+    require_approval: [Restart, Cordon]     # [] lets health restart and drain on its own
+    leak_horizon_s: 7200                    # restart a leaking pod this long before its limit
+    xid_count: 3                            # XID errors within xid_window_s that fail a GPU
+    xid_window_s: 600
 ```
 
 A bad file is rejected with the field and the reason; `PolicyHolder.reload` then keeps the policy
@@ -26,12 +36,57 @@ from pathlib import Path
 
 import pydantic
 
-from kopilot.governance import guardrails
+from kopilot.governance import families, guardrails
+from kopilot.health import monitors
 from kopilot.kits import yamlfiles
 from kopilot.model import actions, errors
 
 KIND_NAMES = tuple(k.kind for k in actions.KINDS)
 _DEFAULTS = guardrails.Guardrails()
+
+
+def _check_kinds(v: list[str] | None) -> list[str] | None:
+    for kind in v or []:
+        if kind not in KIND_NAMES:
+            raise ValueError(f"unknown action kind {kind!r}; kinds are {list(KIND_NAMES)}")
+    return v
+
+
+class FamilySchema(pydantic.BaseModel):
+    """One family's switch and bounds (`kopilot.governance.families`)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    max_actions: int | None = pydantic.Field(default=None, ge=0)
+    require_approval: list[str] | None = None
+    """None: the family's disruptive kinds (`families.DISRUPTIVE`)."""
+
+    @pydantic.field_validator("require_approval")
+    @classmethod
+    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
+        return _check_kinds(v)
+
+
+_MONITOR = monitors.MonitorSettings()
+
+
+class HealthFamilySchema(FamilySchema):
+    """The health family: the switch and bounds, plus the detectors' user-facing knobs."""
+
+    leak_horizon_s: float = pydantic.Field(default=_MONITOR.leak_horizon_s, gt=0)
+    xid_count: float = pydantic.Field(default=_MONITOR.xid_count, gt=0)
+    xid_window_s: float = pydantic.Field(default=_MONITOR.xid_window_s, gt=0)
+
+
+class FamiliesSchema(pydantic.BaseModel):
+    """The `families:` section: one entry per family; an omitted family keeps its defaults."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    scaling: FamilySchema = pydantic.Field(default_factory=FamilySchema)
+    readiness: FamilySchema = pydantic.Field(default_factory=FamilySchema)
+    health: HealthFamilySchema = pydantic.Field(default_factory=HealthFamilySchema)
 
 
 class PolicySchema(pydantic.BaseModel):
@@ -55,6 +110,7 @@ class PolicySchema(pydantic.BaseModel):
     max_scale_step: int | None = pydantic.Field(default=None, ge=1)
     require_approval: list[str] = pydantic.Field(default_factory=list)
     approval_ttl_s: float = pydantic.Field(default=3600.0, gt=0)
+    families: FamiliesSchema = pydantic.Field(default_factory=FamiliesSchema)
 
     @pydantic.field_validator("allowed_kinds", "require_approval")
     @classmethod
@@ -79,6 +135,19 @@ class PolicySchema(pydantic.BaseModel):
 class Policy:
     rails: guardrails.Guardrails
     approval_ttl_s: float
+    health: monitors.MonitorSettings = _MONITOR
+    """The health family's detector settings (its `families.health` knobs)."""
+
+
+def _family_rails(name: str, f: FamilySchema) -> families.FamilyRails:
+    kinds = f.require_approval
+    return families.FamilyRails(
+        enabled=f.enabled,
+        max_actions=f.max_actions,
+        require_approval=frozenset(kinds)
+        if kinds is not None
+        else families.DISRUPTIVE.get(name, frozenset()),
+    )
 
 
 def from_schema(p: PolicySchema) -> Policy:
@@ -96,8 +165,21 @@ def from_schema(p: PolicySchema) -> Policy:
         max_disrupted_fraction=p.max_disrupted_fraction,
         max_scale_step=p.max_scale_step,
         require_approval=frozenset(p.require_approval),
+        families={
+            name: _family_rails(name, getattr(p.families, name))
+            for name in type(p.families).model_fields
+        },
     )
-    return Policy(rails=rails, approval_ttl_s=p.approval_ttl_s)
+    health = p.families.health
+    return Policy(
+        rails=rails,
+        approval_ttl_s=p.approval_ttl_s,
+        health=monitors.MonitorSettings(
+            leak_horizon_s=health.leak_horizon_s,
+            xid_count=health.xid_count,
+            xid_window_s=health.xid_window_s,
+        ),
+    )
 
 
 def parse(text: str, source: str) -> Policy:

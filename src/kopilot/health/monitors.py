@@ -69,7 +69,8 @@ class MonitorSettings:
     xid_count: float = 3.0
     """XID errors within the window that make a GPU suspect (NVIDIA treats XIDs as actionable)."""
     leak_horizon_s: float = 2 * 3600.0
-    """A leak-like memory stream is flagged when its trend reaches the pod's memory request this soon."""
+    """A leak-like memory stream is flagged when its trend reaches the pod's memory limit (its
+    request when it has no limit) this soon."""
     refire_s: float = 3600.0
     """A stream that fired stays quiet this long (its remedy needs time to work)."""
     corroborate_k: float = 3.0
@@ -95,7 +96,7 @@ class HealthPolicy:
 
     Four detectors vote independently: the learned-normal ensemble (what NAB scores), a robust
     level-shift test, an XID-count rule for GPUs, and a leak test for memory (linear growth that
-    reaches the pod's memory request within the horizon). Each finding names its detector.
+    reaches the pod's memory limit, or its request without one, within the horizon). Each finding names its detector.
     """
 
     settings: MonitorSettings = field(default_factory=MonitorSettings)
@@ -179,12 +180,15 @@ class HealthPolicy:
             return False
         subject = StreamKey.parse(key).subject
         pod = next((p for p in snapshot.pods if p.key == subject), None)
-        if pod is None or pod.request.memory_mib <= 0:
+        if pod is None:
+            return False
+        ceiling = pod.memory_limit_mib or float(pod.request.memory_mib)
+        if ceiling <= 0:
             return False
         per_hour = playbooks.growth_per_hour(s)
         if per_hour <= 0:
             return False
-        hours_left = (pod.request.memory_mib - float(s.values[-1])) / per_hour
+        hours_left = (ceiling - float(s.values[-1])) / per_hour
         return hours_left * 3600.0 <= self.settings.leak_horizon_s
 
     def _anomaly(
