@@ -170,6 +170,7 @@ def run(
     from kopilot.metrics import prometheus, signals
     from kopilot.model import cluster, errors
     from kopilot.scaling import planning
+    from kopilot.scheduling import repartitioning
 
     console = Console(stderr=True)
     logging.basicConfig(
@@ -245,6 +246,19 @@ def run(
         needs=frozenset({cluster.METRICS}),
     )
     slots.append(health)
+    idle = cycles.PolicySlot(
+        policy=holder.policy.idle, family=families.IDLE, needs=frozenset({cluster.METRICS})
+    )
+    sizing = cycles.PolicySlot(
+        policy=holder.policy.rightsizing,
+        family=families.RIGHTSIZING,
+        needs=frozenset({cluster.METRICS}),
+    )
+    slots += [
+        cycles.PolicySlot(policy=repartitioning.RepartitionPolicy(), family=families.MIG),
+        idle,
+        sizing,
+    ]
     gov = governor.Governor(rails)
     try:
         log = audit.AuditLog(audit_log)
@@ -285,6 +299,8 @@ def run(
                         seen = _reload_policy(console, holder, policy, policy_mtime, gov, rails_of)
                         if seen != policy_mtime:
                             health.policy = monitors.HealthPolicy(settings=holder.policy.health)
+                            idle.policy = holder.policy.idle
+                            sizing.policy = holder.policy.rightsizing
                         policy_mtime = seen
                     step = runner.step()
                     judged = step.report.judged if step.report else ()
