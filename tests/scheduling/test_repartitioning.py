@@ -3,7 +3,9 @@ a node alone."""
 
 from __future__ import annotations
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from kopilot.model import actions, cluster, gpus, resources
 from kopilot.scheduling import migconfigs, migplanning, repartitioning, state
@@ -125,3 +127,30 @@ def test_a_node_the_mig_manager_is_working_on_is_skipped() -> None:
 def test_nodes_without_the_mig_manager_label_are_not_touched() -> None:
     out, _ = decide([mig_node("a", None)], [mig_pod("p", "3g.40gb")])
     assert out == []
+
+
+CONFIGS = [migconfigs.DISABLED, *migconfigs.NAMED["A100-80GB"], "custom"]
+PROFILES = [p.name for p in gpus.model_named("A100-80GB").mig_profiles]
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(
+    configs=st.lists(st.sampled_from(CONFIGS), min_size=1, max_size=4),
+    counts=st.lists(st.integers(min_value=1, max_value=8), min_size=4, max_size=4),
+    wanted=st.dictionaries(st.sampled_from(PROFILES), st.integers(1, 20), max_size=4),
+)
+def test_every_proposal_is_a_named_layout_the_hardware_holds(
+    configs: list[str], counts: list[int], wanted: dict[str, int]
+) -> None:
+    nodes = [mig_node(f"n{i}", c, count=counts[i]) for i, c in enumerate(configs)]
+    pods = [mig_pod(f"{p}-{i}", p) for p, n in wanted.items() for i in range(n)]
+    out, _ = decide(nodes, pods)
+    touched = [a.node for a in out if isinstance(a, actions.Repartition)]
+    assert len(touched) == len(set(touched))  # at most one per node
+    for a in out:
+        if isinstance(a, actions.Repartition):
+            gpus.validate_layout(gpus.model_named("A100-80GB"), a.layout.slices)
+            assert migconfigs.name_for(a.layout) == a.evidence["mig_config"]
+            assert a.evidence["mig_config"] != a.evidence["was"]
+        else:
+            assert isinstance(a, actions.Alert) and "custom" in a.reason
