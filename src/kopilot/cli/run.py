@@ -73,6 +73,19 @@ def run(
         min=60.0,
         help="History of each health signal read per cycle (s; docs/signals.md).",
     ),
+    advise_dir: Path | None = typer.Option(
+        None,
+        "--advise-dir",
+        help="Also write the `kopilot advise` report (advise.json, .csv, .html) here, rebuilt "
+        "every --advise-every from Prometheus (needs --prometheus-url). Default: not written.",
+        file_okay=False,
+    ),
+    advise_every: float = typer.Option(
+        21600.0, "--advise-every", min=60.0, help="Seconds between two advise reports."
+    ),
+    advise_window: float = typer.Option(
+        86400.0, "--advise-window", min=3600.0, help="History each advise report covers (s)."
+    ),
     interval: float = typer.Option(15.0, "--interval", min=1.0, help="Seconds between cycles."),
     once: bool = typer.Option(False, "--once", help="Run one cycle, then exit."),
     audit_log: Path = typer.Option(
@@ -169,6 +182,7 @@ def run(
     from kopilot.metrics import exporter as exporter_
     from kopilot.metrics import prometheus, signals
     from kopilot.model import cluster, errors
+    from kopilot.report import advice
     from kopilot.scaling import planning
     from kopilot.scheduling import repartitioning
 
@@ -193,6 +207,8 @@ def run(
         return replace(held.rails, dry_run=False) if no_dry_run else held.rails
 
     rails = rails_of(holder.policy)
+    if advise_dir is not None and not prometheus_url:
+        raise fail("--advise-dir needs --prometheus-url (the report is read from Prometheus)")
     policy_mtime = policy.stat().st_mtime if policy is not None else 0.0
 
     try:
@@ -259,6 +275,17 @@ def run(
         idle,
         sizing,
     ]
+    adviser = (
+        advice.LiveAdvice(
+            client=prom,
+            out=advise_dir,
+            every_s=advise_every,
+            window_s=advise_window,
+            namespace=namespace[0] if len(namespace) == 1 else None,
+        )
+        if advise_dir is not None and prom is not None
+        else None
+    )
     gov = governor.Governor(rails)
     try:
         log = audit.AuditLog(audit_log)
@@ -313,6 +340,8 @@ def run(
                         problems=len(step.problems),
                     )
                     _print_step(console, step, verbose)
+                    if adviser is not None and step.leader and adviser.due(clock.now()):
+                        console.print(adviser.write(clock.now()))
                     if once:
                         code = 1 if step.error else 0
                         break
