@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kopilot.kube import converting, modelservices
 from kopilot.model import resources
 
@@ -73,3 +75,22 @@ def test_status_is_written_only_when_the_verdict_changes() -> None:
     assert condition["reason"] == "TargetNotFound" and condition["observedGeneration"] == 3
     written = modelservices.spec_of({**raw("c", target="ghost"), "status": body["status"]})
     assert modelservices.status_patch(written, verdicts["ml/c"], 2000.0) is None
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {},
+        {"spec": "fast"},
+        {"spec": {"targetRef": "detector", "capacityPerReplica": 10}},
+        {"spec": {"targetRef": {"kind": "Deployment", "name": 7}, "capacityPerReplica": 10}},
+        {"metadata": {"generation": "x"}, "spec": {"capacityPerReplica": float("nan")}},
+        {"status": {"conditions": ["Ready", None, {"type": "Ready"}]}},
+        {"spec": {"targetRef": {"kind": "Deployment", "name": "d"}, "capacityPerReplica": True}},
+    ],
+)
+def test_a_malformed_object_is_read_as_invalid_never_raised(garbage: dict[str, Any]) -> None:
+    spec = modelservices.spec_of(garbage)  # type: ignore[arg-type]
+    _, verdicts = modelservices.resolve([spec], WORKLOADS)
+    [verdict] = verdicts.values()
+    assert not verdict.usable and verdict.reason == "InvalidSpec"

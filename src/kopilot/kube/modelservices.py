@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from kopilot.kube import converting, notes, objects
 from kopilot.model import errors
@@ -156,19 +156,32 @@ def _settings(spec: Mapping[str, Any]) -> notes.ServiceSettings:
     )
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    """A JSON object, or {} for anything else (a malformed object never raises here)."""
+    return cast(Mapping[str, Any], value) if isinstance(value, dict) else {}
+
+
 def spec_of(raw: ModelService) -> Spec:
     """Read one ModelService; a spec kopilot cannot read is kept, with why (`invalid`)."""
-    meta = raw.get("metadata") or {}
-    spec: Mapping[str, Any] = raw.get("spec") or {}
-    ref: Mapping[str, Any] = spec.get("targetRef") or {}
-    conditions = (raw.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == READY), None)
+    meta = _mapping(raw.get("metadata"))
+    spec = _mapping(raw.get("spec"))
+    ref = _mapping(spec.get("targetRef"))
+    conditions = _mapping(raw.get("status")).get("conditions")
+    ready = next(
+        (
+            cast(Condition, c)
+            for c in (conditions if isinstance(conditions, list) else [])
+            if isinstance(c, dict) and c.get("type") == READY
+        ),
+        None,
+    )
     invalid = None
     settings = None
     try:
         settings = _settings(spec)
     except errors.InvalidInputError as e:
         invalid = str(e)
+    generation = meta.get("generation", 0)
     kind, target = ref.get("kind"), ref.get("name")
     if kind not in converting.WORKLOAD_KINDS or not isinstance(target, str) or not target:
         invalid = invalid or (
@@ -177,7 +190,7 @@ def spec_of(raw: ModelService) -> Spec:
     return Spec(
         namespace=str(meta.get("namespace", "default")),
         name=str(meta.get("name", "")),
-        generation=int(meta.get("generation", 0)),
+        generation=generation if isinstance(generation, int) else 0,
         target_kind=str(kind or ""),
         target_name=str(target or ""),
         settings=settings,
