@@ -4,6 +4,7 @@ health actions wait for a person by default."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,34 @@ def test_a_family_whose_signals_are_blind_does_not_run_and_the_audit_log_says_wh
     assert report.skipped == (rec["verdict"],)
     cycles.run_cycle(StillWorld(), [needs, free], gov, log, 6.0)
     assert needs.state == 1 and len(log.records) == 1
+
+
+def test_kopilot_policy_shows_each_family_and_what_it_asks_approval_for(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kopilot.cli import app as cli
+
+    path = tmp_path / "policy.yaml"
+    path.write_text("families: {health: {max_actions: 3}, scaling: {enabled: false}}\n")
+    result = CliRunner().invoke(cli, ["policy", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "family scaling: off" in result.output
+    assert "family health: on, max 3 per window, needs approval=['Cordon', 'Restart']" in (
+        result.output
+    )
+
+
+def test_a_family_bound_holds_across_a_restart_through_the_audit_log() -> None:
+    from kopilot.kube import resuming
+
+    rails = policyfile.parse(
+        "dry_run: false\nfamilies: {health: {max_actions: 1, require_approval: []}}\n", "t"
+    ).rails
+    snap = snapshot(make_service(replicas=8))
+    log = audit.AuditLog(None)
+    for v in governor.Governor(rails).review([_restart("ml/a")], snap, 0.0):
+        log.append(v)
+    restarted = governor.Governor(rails)
+    restarted.remember(resuming.ledger_entries(log.records))
+    [v] = restarted.review([_restart("ml/b")], snap, 10.0)
+    assert v.outcome is verdicts.Outcome.REFUSED and "family limit" in v.reason

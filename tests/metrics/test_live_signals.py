@@ -82,6 +82,18 @@ def _history() -> str:
     xid[-10:] = np.where(np.arange(10) % 2 == 0, 79.0, 48.0)
     gpu("DCGM_FI_DEV_XID_ERRORS", "gpu-a", 1, xid)
     gpu("DCGM_EXP_XID_ERRORS_TOTAL", "gpu-a", 0, np.zeros(n))
+    # Service ml/detector serves 10 req/s in under 50 ms until a rollout 10 minutes before the
+    # end; from then on every request takes 250-500 ms (a regression of the new version).
+    buckets = (0.05, 0.1, 0.25, 0.5, 1.0, math.inf)
+    slow = t > END - 600
+    per_step = np.full(n, 10.0 * STEP)
+    for le in buckets:
+        fast_in = per_step if le >= 0.05 else 0 * per_step
+        slow_in = per_step if le >= 0.5 else 0 * per_step
+        counts = np.cumsum(np.where(slow, slow_in, fast_in))
+        labels = {"namespace": "ml", "service": "detector", "pod": "detector-1"}
+        name = "kopilot_serving_request_duration_seconds_bucket"
+        w.add(name, {**labels, "le": "+Inf" if math.isinf(le) else repr(le)}, t, counts)
     return w.text()
 
 
@@ -119,7 +131,7 @@ def test_one_query_per_stream_kind_whatever_the_number_of_objects(server: str) -
         reading = signals.Reader(client, NO_SKEW).read(END)
     assert reading.blind is None
     assert transport.sent == len(signals.STREAMS)
-    pods = {k.split("/")[2] for k in reading.streams if k.startswith("pod/")}
+    pods = {k.split("/")[2] for k in reading.streams if k.endswith("/memory_mib")}
     assert pods == {"leaky-1", "steady-1"}
 
 
@@ -207,6 +219,30 @@ def test_a_prometheus_that_never_answers_times_out_into_a_blind_reading() -> Non
     assert reading.queries == 1  # the first timeout ends the read: no pile of slow queries
 
 
+def test_a_server_that_hangs_up_mid_answer_is_a_blind_reading_not_a_crash() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+
+    def hang_up() -> None:
+        for _ in range(2):
+            conn, _addr = sock.accept()
+            conn.recv(65536)
+            conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"status"')
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with prometheus.Client(url, timeout=5) as client:
+            reading = signals.Reader(client, signals.Settings()).read(END)
+    finally:
+        sock.close()
+        thread.join(timeout=5)
+    assert reading.blind is not None and "unreachable or timed out" in reading.blind
+
+
 def test_a_closed_port_is_a_blind_reading() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -260,3 +296,31 @@ def test_the_leaking_pod_read_from_prometheus_gets_a_restart_before_its_limit(
     restarts = [a for a in decision.actions if isinstance(a, actions.Restart)]
     assert [r.pod for r in restarts] == ["ml/leaky-1"]
     assert math.isclose(float(restarts[0].evidence["growth_per_hour"]), 200.0, rel_tol=0.05)
+
+
+def test_a_latency_regression_after_a_rollout_is_seen_on_the_service_and_alerted(
+    server: str,
+) -> None:
+    reading = _read(server)
+    p99 = reading.streams["service/ml/detector/latency_ms"]
+    assert float(p99.values[-1]) > 400 and float(np.nanmedian(p99.values)) < 50
+    snap = cluster.ClusterSnapshot(
+        time=END,
+        metrics={"service/ml/detector/latency_ms": p99},
+        services=(
+            cluster.ModelService(
+                name="detector",
+                namespace="ml",
+                replicas=2,
+                ready_replicas=2,
+                capacity_rps=10,
+                cold_start_s=30,
+            ),
+        ),
+    )
+    policy = monitors.HealthPolicy()
+    decision = policy.decide(snap, policy.initial_state(), END)
+    assert [(a.kind, a.target) for a in decision.actions] == [
+        ("Scale", "service/ml/detector"),
+        ("Alert", "service/ml/detector"),
+    ]

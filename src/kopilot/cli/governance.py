@@ -156,3 +156,8 @@ def policy(
         f"max cordoned nodes={r.max_cordoned_nodes}, max disrupted={r.max_disrupted_fraction:.0%}, "
         f"needs approval={sorted(r.require_approval) or 'nothing'}"
     )
+    for name, family in r.families.items():
+        state = "on" if family.enabled else "off"
+        bound = f", max {family.max_actions} per window" if family.max_actions is not None else ""
+        asks = sorted(family.require_approval) or "nothing"
+        console.print(f"  family {name}: {state}{bound}, needs approval={asks}")

@@ -58,7 +58,7 @@ def run(
         help="Prometheus base URL: the services' `kopilot.io/demand-query` and the health "
         "signals (docs/signals.md). Without it no service has demand history (the scaling "
         "policy's data-quality gate falls back to its reactive rule and says so), and the "
-        "health family does not run (the audit log says why).",
+        "health, idle and rightsizing families are off.",
     ),
     prometheus_timeout: float = typer.Option(
         10.0,
@@ -261,7 +261,6 @@ def run(
         family=families.HEALTH,
         needs=frozenset({cluster.METRICS}),
     )
-    slots.append(health)
     idle = cycles.PolicySlot(
         policy=holder.policy.idle, family=families.IDLE, needs=frozenset({cluster.METRICS})
     )
@@ -270,11 +269,11 @@ def run(
         family=families.RIGHTSIZING,
         needs=frozenset({cluster.METRICS}),
     )
-    slots += [
-        cycles.PolicySlot(policy=repartitioning.RepartitionPolicy(), family=families.MIG),
-        idle,
-        sizing,
-    ]
+    slots.append(cycles.PolicySlot(policy=repartitioning.RepartitionPolicy(), family=families.MIG))
+    if prom is not None:
+        # Without a Prometheus there are no signals at all: that is how kopilot was started,
+        # not a fault of this cycle, so it is said once here instead of audited every cycle.
+        slots += [health, idle, sizing]
     adviser = (
         advice.LiveAdvice(
             client=prom,
@@ -315,6 +314,10 @@ def run(
         f"kopilot run as {me}: {mode}; interval {interval:g} s; audit log {audit_log}; "
         f"demand and signals from {prometheus_url or 'nowhere (no --prometheus-url)'}"
     )
+    if prom is None:
+        console.print(
+            "health, idle and rightsizing families off: they need the signals of --prometheus-url"
+        )
     code = 0
     try:
         try:

@@ -137,7 +137,7 @@ class Client:
     def _get(self, path: str, params: Mapping[str, str], promql: str) -> dict[str, Any]:
         try:
             response = self._http.get(path, params=params)
-        except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError) as e:
+        except httpx.TransportError as e:  # refused, timed out, reset, cut off mid-answer
             raise UnreachableError(
                 f"Prometheus at {self.base_url} is unreachable ({type(e).__name__}: {e}); "
                 "check --prometheus-url and that the server is up",

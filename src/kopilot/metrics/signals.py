@@ -78,6 +78,16 @@ STREAMS: tuple[Stream, ...] = (
         high=86_400_000.0,  # a day
     ),
     Stream(
+        where="service",
+        metric="latency_ms",
+        # Per service (the `service` label a ServiceMonitor scrape adds): the stream outlives
+        # the pods a rollout replaces, so a new version's regression shows against the old one.
+        query="1000 * histogram_quantile(0.99, sum by (namespace, service, le) "
+        "(rate(kopilot_serving_request_duration_seconds_bucket[2m])))",
+        subject=("namespace", "service"),
+        high=86_400_000.0,
+    ),
+    Stream(
         where="pod",
         metric="errors_per_min",
         query="60 * sum by (namespace, pod) (rate(kopilot_serving_request_failures_total[2m]))",
