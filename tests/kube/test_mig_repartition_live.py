@@ -4,9 +4,11 @@ the budget allows, the GPU pod is evicted and `nvidia.com/mig.config` carries th
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from kopilot.kits import clocks
 from kopilot.kube import apis, failures, running, worlds
 from kopilot.loop import cycles
 from kopilot.scheduling import migconfigs, repartitioning
-from tests.kube import live
+from tests.kube import live, test_run_e2e
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -48,10 +50,10 @@ def label_of(api: apis.Api, node: str) -> str | None:
     return labels.get(migconfigs.LABEL_CONFIG)
 
 
-def test_a_repartition_waits_for_approval_and_a_pdb_then_relabels_the_node(
-    api_client: k8s_client.ApiClient, tmp_path: Path
-) -> None:
-    api = live.make_api(api_client)
+@contextlib.contextmanager
+def mig_node_with_demand(api: apis.Api) -> Iterator[tuple[str, str]]:
+    """A kwok A100-80GB node labelled all-7g.80gb with one busy 7g pod (guarded by a PDB), and
+    seven pending pods asking for 1g.10gb slices that no node has: (namespace, node)."""
     tag = uuid.uuid4().hex[:8]
     labels = {
         "nvidia.com/gpu.product": "A100-80GB",
@@ -80,7 +82,15 @@ def test_a_repartition_waits_for_approval_and_a_pdb_then_relabels_the_node(
             return True if (got.get("status") or {}).get("currentHealthy") == 1 else None
 
         live.wait_for("the busy pod counted healthy by its PDB", pdb_counts)
+        yield ns, node
 
+
+def test_a_repartition_waits_for_approval_and_a_pdb_then_relabels_the_node(
+    api_client: k8s_client.ApiClient, tmp_path: Path
+) -> None:
+    api = live.make_api(api_client)
+    with mig_node_with_demand(api) as (ns, node):
+        pods = f"/api/v1/namespaces/{ns}/pods"
         world = worlds.KubeWorld.connect(api_client, clock=clocks.WallClock(), rng=random.Random(0))
         world.start()
         try:
@@ -144,3 +154,29 @@ def test_a_repartition_waits_for_approval_and_a_pdb_then_relabels_the_node(
             assert events and "all-7g.80gb -> all-1g.10gb" in events[0]["message"]
         finally:
             world.stop()
+
+
+def test_kopilot_run_proposes_it_and_leaves_it_to_a_person(
+    api_client: k8s_client.ApiClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The mig family is a slot of `kopilot run`: acting, yet the Repartition waits in the
+    approvals queue and the node keeps its label."""
+    api = live.make_api(api_client)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("dry_run: false\n")
+    log, queue = tmp_path / "audit.jsonl", tmp_path / "approvals.jsonl"
+    with mig_node_with_demand(api) as (ns, node):
+        run = test_run_e2e.kopilot_run(
+            kubeconfig,
+            "--policy", str(policy), "--audit-log", str(log), "--approvals", str(queue),
+            "--namespace", ns,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        records = [r for r in audit.read(log) if r["action"].get("target") == f"node/{node}"]
+        assert [(r["action"]["kind"], r["outcome"]) for r in records] == [
+            ("Repartition", "pending-approval")
+        ], records
+        assert records[0]["action"]["policy"] == "scheduling/mig-repartition"
+        pending = approvals.ApprovalQueue(queue).requests(time.time())
+        assert [r.state for r in pending.values()] == ["pending"]
+        assert label_of(api, node) == "all-7g.80gb"
