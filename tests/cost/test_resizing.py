@@ -80,3 +80,28 @@ def test_a_recommendation_is_not_repeated_until_it_is_due() -> None:
 def test_requests_close_to_usage_and_thin_history_give_nothing() -> None:
     assert decide(snap(service(cpu_milli=600, memory_mib=1300)))[0] == []
     assert decide(snap(service(), points=20))[0] == []
+
+
+def test_a_large_cluster_is_judged_a_few_services_per_decision_oldest_first() -> None:
+    services, pods, metrics = [], [], {}
+    for i in range(3):
+        svc = service()
+        svc = cluster.ModelService(
+            **{**{f: getattr(svc, f) for f in svc.__slots__}, "name": f"s{i}"}
+        )
+        services.append(svc)
+        p = cluster.Pod(
+            name=f"p{i}", namespace="ml", node="n1", phase=cluster.PodPhase.RUNNING, service=svc.key
+        )
+        pods.append(p)
+        metrics[f"pod/ml/p{i}/cpu_cores"] = usage(0.5, seed=i)
+        metrics[f"pod/ml/p{i}/memory_mib"] = usage(1024.0, seed=10 + i)
+    s = cluster.ClusterSnapshot(
+        time=NOW, services=tuple(services), pods=tuple(pods), metrics=metrics
+    )
+    policy = resizing.RightsizingPolicy(per_cycle=2, recheck_s=600)
+    first = policy.decide(s, policy.initial_state(), NOW)
+    assert {a.target for a in first.actions} == {"service/ml/s0", "service/ml/s1"}
+    second = policy.decide(s, first.state, NOW + 15)
+    assert {a.target for a in second.actions} == {"service/ml/s2"}
+    assert policy.decide(s, second.state, NOW + 30).actions == ()

@@ -115,11 +115,17 @@ class IdlePolicy:
         reminded = dict(prior.reminded)
         streams = _gpu_streams(snapshot.metrics)
         gpu_pods: dict[str, list[cluster.Pod]] = defaultdict(list)
+        by_service: dict[str, list[cluster.Pod]] = defaultdict(list)
         for pod in snapshot.pods:
             if pod.node and pod.phase is cluster.PodPhase.RUNNING and _uses_gpu(pod):
                 gpu_pods[pod.node].append(pod)
+                if pod.service:
+                    by_service[pod.service].append(pod)
+        models = {
+            n.name: n.gpu_model or n.labels.get("nvidia.com/gpu.product") for n in snapshot.nodes
+        }
         for svc in sorted(snapshot.services, key=lambda s: s.key):
-            mine = [p for ps in gpu_pods.values() for p in ps if p.service == svc.key]
+            mine = by_service.get(svc.key, [])
             if not mine or svc.replicas <= 0:
                 continue
             blind = sorted({p.node for p in mine if p.node and p.node not in streams})
@@ -130,7 +136,13 @@ class IdlePolicy:
             if blind:
                 continue
             found = self._judge(
-                svc, mine=mine, gpu_pods=gpu_pods, streams=streams, snapshot=snapshot, now=now
+                svc,
+                mine=mine,
+                gpu_pods=gpu_pods,
+                streams=streams,
+                models=models,
+                snapshot=snapshot,
+                now=now,
             )
             if found is None or found.idle_s < self.idle_for_s:
                 continue
@@ -152,14 +164,12 @@ class IdlePolicy:
         mine: Sequence[cluster.Pod],
         gpu_pods: Mapping[str, Sequence[cluster.Pod]],
         streams: Mapping[str, Mapping[int, series.Series]],
+        models: Mapping[str, str | None],
         snapshot: cluster.ClusterSnapshot,
         now: float,
     ) -> Idle | None:
         idle_s = np.inf
         held = 0.0
-        models = {
-            n.name: n.gpu_model or n.labels.get("nvidia.com/gpu.product") for n in snapshot.nodes
-        }
         cost_per_hour = 0.0
         for pod in mine:
             assert pod.node is not None

@@ -20,6 +20,8 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from kopilot.cost import idle, rightsizing
 from kopilot.model import actions, cluster, decisions, series
 
@@ -31,6 +33,8 @@ MIB = 1024.0**2
 class SizingState:
     said: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     """`<service>|<resource>` -> (when, recommended value) of the last proposal."""
+    checked: Mapping[str, float] = field(default_factory=dict)
+    """Service -> when its history was last judged."""
 
 
 def history_of(
@@ -62,6 +66,11 @@ class RightsizingPolicy:
     every_s: float = 6 * 3600.0
     change: float = 0.1
     tolerance: float = 0.2
+    recheck_s: float = 600.0
+    """A service's history is judged again only after this long (usage moves slowly)."""
+    per_cycle: int = 25
+    """At most this many services judged per decision, the longest unchecked first: the
+    strategy backtests 16 candidates per resource, so a large cluster is spread over cycles."""
     strategy: rightsizing.Kopilot = field(default_factory=rightsizing.Kopilot)
     policy: str = POLICY
 
@@ -77,14 +86,20 @@ class RightsizingPolicy:
     ) -> decisions.Decision[SizingState]:
         out: list[actions.Action] = []
         said = dict(prior.said)
+        checked = dict(prior.checked)
         running: dict[str, list[cluster.Pod]] = {}
         for pod in snapshot.pods:
             if pod.service and pod.phase is cluster.PodPhase.RUNNING:
                 running.setdefault(pod.service, []).append(pod)
-        for svc in sorted(snapshot.services, key=lambda s: s.key):
-            pods = sorted(running.get(svc.key, []), key=lambda p: p.key)
-            if not pods:
-                continue
+        due = [
+            s
+            for s in snapshot.services
+            if s.key in running and now - checked.get(s.key, -np.inf) >= self.recheck_s
+        ]
+        due.sort(key=lambda s: (checked.get(s.key, -np.inf), s.key))
+        for svc in due[: self.per_cycle]:
+            checked[svc.key] = now
+            pods = sorted(running[svc.key], key=lambda p: p.key)
             history = history_of(svc, pods, snapshot.metrics)
             rec = self.strategy.recommend(history)
             found = idle.oversized(
@@ -113,4 +128,5 @@ class RightsizingPolicy:
                 )
         live = {s.key for s in snapshot.services}
         kept = {k: v for k, v in said.items() if k.split("|", 1)[0] in live}
-        return decisions.Decision(actions=tuple(out), state=SizingState(said=kept))
+        state = SizingState(said=kept, checked={k: v for k, v in checked.items() if k in live})
+        return decisions.Decision(actions=tuple(out), state=state)
