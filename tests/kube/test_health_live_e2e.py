@@ -162,7 +162,7 @@ def test_a_leak_and_a_failing_gpu_read_from_prometheus_are_remedied_through_the_
             assert not any(r["outcome"] == "skipped" for r in records)
             alerts = [r["action"] for r in records if r.get("action", {}).get("kind") == "Alert"]
             assert any(
-                a["target"] == f"service/{ns}/detector" and "latency regression" in a["summary"]
+                a["target"] == f"service/{ns}/detector" and a["evidence"]["metric"] == "latency_ms"
                 for a in alerts
             ), alerts
             assert _pod_alive(api, ns, pod)

@@ -119,6 +119,8 @@ def evidence_for(anomaly: Anomaly, settings: PlaybookSettings) -> actions.Eviden
     """Score, metric, and the series around the anomaly (values and the times they span)."""
     times, values = anomaly.series.times, anomaly.series.values
     i = int(np.searchsorted(times, anomaly.at, side="left")) if len(times) else 0
+    if i == len(times) and i > 0:
+        i -= 1  # `at` a moment after the newest sample (a live read's rounding): that sample
     lo = max(0, i - settings.evidence_before)
     hi = min(len(values), i + settings.evidence_after + 1)
     around = values[lo:hi]
