@@ -80,6 +80,14 @@ def run(
         "every --advise-every from Prometheus (needs --prometheus-url). Default: not written.",
         file_okay=False,
     ),
+    prices_file: Path | None = typer.Option(
+        None,
+        "--prices",
+        help="YAML price book (as `kopilot advise --prices`) for the idle family's wasted cost "
+        "and the advise report; default: OpenCost's on-prem prices.",
+        exists=True,
+        dir_okay=False,
+    ),
     advise_every: float = typer.Option(
         21600.0, "--advise-every", min=60.0, help="Seconds between two advise reports."
     ),
@@ -155,15 +163,19 @@ def run(
     """Run kopilot against a live Kubernetes cluster.
 
     Every --interval seconds: snapshot the cluster from watch caches (nodes, pods, and the
-    Deployments/StatefulSets annotated `kopilot.io/managed: "true"`), read each service's demand
+    Deployments/StatefulSets a kopilot.io ModelService targets or annotated
+    `kopilot.io/managed: "true"`), read each service's demand
     and the health signals (memory, latency, errors, GPU XIDs...) from Prometheus, let the
     families decide (scaling: predictive, ahead of cold starts; readiness: cordon nodes that stay
     NotReady; health: restart a leaking pod before its memory limit, cordon and drain a node
-    with a failing GPU, alert on anomalies), pass every action through the governor, record every
+    with a failing GPU, alert on anomalies; mig: relabel MIG nodes with a named GPU-operator
+    config after evicting their GPU pods; idle: scale idle GPU services to zero; rightsizing:
+    recommend requests as Events), pass every action through the governor, record every
     verdict in the audit log, and apply what is approved: the scale subresource, cordons,
     evictions that respect PodDisruptionBudgets, Events and `kopilot.io/last-action` annotations
     saying why. The policy file's `families:` switches each family on or off and bounds it;
-    health's restarts and cordons wait for `kopilot approve` by default (docs/live.md).
+    health's restarts and cordons, and mig's repartitions, wait for `kopilot approve` by default
+    (docs/live.md, docs/live-families.md).
 
     Dry-run by default: nothing changes until --no-dry-run or a policy file with `dry_run: false`.
     With leader election (the default) only the replica holding the Lease acts.
@@ -174,6 +186,7 @@ def run(
 
     from rich.console import Console
 
+    from kopilot.cost import prices
     from kopilot.governance import approvals, audit, families, governor, policyfile
     from kopilot.health import monitors, readiness
     from kopilot.kits import clocks, randomness
@@ -207,6 +220,14 @@ def run(
         return replace(held.rails, dry_run=False) if no_dry_run else held.rails
 
     rails = rails_of(holder.policy)
+    try:
+        book = (
+            prices.parse(prices_file.read_text(), source=str(prices_file))
+            if prices_file is not None
+            else prices.PriceBook()
+        )
+    except (errors.InvalidInputError, OSError) as e:
+        raise fail(str(e)) from e
     if advise_dir is not None and not prometheus_url:
         raise fail("--advise-dir needs --prometheus-url (the report is read from Prometheus)")
     policy_mtime = policy.stat().st_mtime if policy is not None else 0.0
@@ -262,7 +283,9 @@ def run(
         needs=frozenset({cluster.METRICS}),
     )
     idle = cycles.PolicySlot(
-        policy=holder.policy.idle, family=families.IDLE, needs=frozenset({cluster.METRICS})
+        policy=replace(holder.policy.idle, book=book),
+        family=families.IDLE,
+        needs=frozenset({cluster.METRICS}),
     )
     sizing = cycles.PolicySlot(
         policy=holder.policy.rightsizing,
@@ -281,6 +304,7 @@ def run(
             every_s=advise_every,
             window_s=advise_window,
             namespace=namespace[0] if len(namespace) == 1 else None,
+            book=book,
         )
         if advise_dir is not None and prom is not None
         else None
@@ -329,7 +353,7 @@ def run(
                         seen = _reload_policy(console, holder, policy, policy_mtime, gov, rails_of)
                         if seen != policy_mtime:
                             health.policy = monitors.HealthPolicy(settings=holder.policy.health)
-                            idle.policy = holder.policy.idle
+                            idle.policy = replace(holder.policy.idle, book=book)
                             sizing.policy = holder.policy.rightsizing
                         policy_mtime = seen
                     step = runner.step()
