@@ -156,3 +156,38 @@ def test_a_usable_model_service_is_scaled_and_an_unusable_one_reported_not_acted
         second = live.wait_for("second not Ready", lambda: condition("second", "False"))
         assert second["reason"] == "TargetConflict" and ghost["observedGeneration"] == 1
         assert any(f"ModelService {ns}/ghost: TargetNotFound" in p for p in world.problems)
+
+
+def test_a_crd_installed_after_kopilot_started_is_picked_up(
+    api_client: k8s_client.ApiClient, crd: apis.Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = crd
+    name = yaml.safe_load(CRD.read_text())["metadata"]["name"]
+    api.call("DELETE", f"{CRDS}/{name}", "delete the CRD")
+
+    def gone() -> bool | None:
+        try:
+            api.get(f"/apis/{modelservices.API_VERSION}", "discover")
+        except failures.NotFoundError:
+            return True
+        return None
+
+    live.wait_for("the CRD to be gone", gone)
+    monkeypatch.setattr(worlds, "CRD_RECHECK_S", 0.0)
+    w = worlds.KubeWorld.connect(api_client, clock=clocks.WallClock(), rng=random.Random(0))
+    w.start()
+    try:
+        assert w.crd_served is False and w.wait_synced(60.0)
+        with live.namespace(api) as ns:
+            live.deployment(api, ns, "detector", replicas=1)
+            install_crd(api)
+            create(api, ns, model_service("detector", "detector", capacityPerReplica=10))
+            w.settings = worlds.Settings(namespaces=frozenset({ns}))
+            live.wait_for(
+                "the ModelService's service in a snapshot",
+                lambda: w.snapshot(time.time()).service(f"{ns}/detector"),
+            )
+            assert w.crd_served is True
+    finally:
+        w.stop()
+        install_crd(api)

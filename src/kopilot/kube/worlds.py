@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ class SignalSource(Protocol):
     def read(self, now: float) -> SignalReading:
         """Every stream at `now`; faults are reported in the reading, not raised."""
         ...
+
+
+CRD_RECHECK_S = 60.0
+"""How often a KubeWorld without the ModelService CRD asks whether it has been installed."""
 
 
 class NotSyncedError(errors.TemporaryError):
@@ -173,6 +178,7 @@ class KubeWorld:
         )
         self.crd_served: bool | None = None
         """Whether the API serves kopilot.io/v1alpha1 ModelServices (known once started)."""
+        self._crd_checked_at = -math.inf
         self.verdicts: dict[str, modelservices.Verdict] = {}
         """The last snapshot's verdict on every ModelService, by `namespace/name`."""
         self._actuator = applying.Actuator(api, events.Recorder(api, identity=settings.identity))
@@ -206,14 +212,27 @@ class KubeWorld:
             informer.start()
 
     def _serves_crd(self) -> bool:
-        """Whether the ModelService CRD is installed; without it kopilot reads annotations only
-        (install the chart's crds/ and restart kopilot to use ModelServices)."""
+        """Whether the ModelService CRD is installed; without it (or while the API cannot say)
+        kopilot reads annotations only, and asks again every `CRD_RECHECK_S`."""
+        self._crd_checked_at = self._clock.now()
         try:
             self.api.get(f"/apis/{modelservices.API_VERSION}", "discover kopilot.io")
         except failures.NotFoundError:
             log.info("the ModelService CRD is not installed: managing annotated workloads only")
             return False
+        except failures.KubeError as e:
+            log.warning("cannot tell whether the ModelService CRD is installed (%s)", e)
+            return False
         return True
+
+    def _recheck_crd(self, problems: list[str]) -> None:
+        """Start watching ModelServices once the CRD appears (installed after kopilot started)."""
+        if self.crd_served or self._clock.now() - self._crd_checked_at < CRD_RECHECK_S:
+            return
+        if self._serves_crd():
+            self.crd_served = True
+            self.modelservices.start()
+            problems.append("ModelService CRD found: its cache is syncing")
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         limit = timeout if timeout is not None else self.settings.sync_timeout_s
@@ -222,6 +241,8 @@ class KubeWorld:
     def stop(self) -> None:
         for informer in self.informers:
             informer.stop()
+        if self.crd_served and self.modelservices not in self.informers:
+            self.modelservices.stop()
 
     def __enter__(self) -> Self:
         self.start()
@@ -247,7 +268,13 @@ class KubeWorld:
         if not all(i.synced for i in self.informers):
             raise NotSyncedError("the API caches are not synced yet", retry_after=1.0)
         problems: list[str] = []
-        for informer in self.informers:
+        self._recheck_crd(problems)
+        late = (
+            (self.modelservices,)
+            if self.crd_served and self.modelservices not in self.informers
+            else ()
+        )
+        for informer in (*self.informers, *late):
             problems.extend(f"{informer.kind} {k}: {v}" for k, v in informer.problems().items())
         pods = tuple(sorted(self.pods.items().values(), key=lambda p: p.key))
         nodes = tuple(
@@ -334,7 +361,9 @@ class KubeWorld:
         specs = [
             m
             for m in self.modelservices.items().values()
-            if self.crd_served and (scope is None or m.namespace in scope)
+            if self.crd_served
+            and self.modelservices.synced
+            and (scope is None or m.namespace in scope)
         ]
         managing, verdicts = modelservices.resolve(specs, workloads)
         found: dict[str, Managed] = {}
