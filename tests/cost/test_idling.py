@@ -114,3 +114,16 @@ def test_stale_metrics_and_shared_nodes_are_not_judged() -> None:
     other = make_service("other", replicas=1, min_replicas=0)
     shared = (gpu_pod("a"), gpu_pod("x", service="ml/other"))
     assert decide(snap(services=(svc, other), pods=shared, metrics=IDLE_GPUS))[0] == []
+
+
+def test_a_pod_with_a_mig_profile_kopilot_cannot_price_is_not_judged_and_nothing_raises() -> None:
+    svc = make_service("svc", replicas=1, min_replicas=0)
+    odd = cluster.Pod(
+        name="a",
+        namespace="ml",
+        request=resources.Resources(mig={"1g.10gb+me": 1}),
+        node="n1",
+        phase=cluster.PodPhase.RUNNING,
+        service="ml/svc",
+    )
+    assert decide(snap(services=(svc,), pods=(odd,), metrics=IDLE_GPUS))[0] == []

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kopilot.cost import prices
-from kopilot.model import actions, cluster, decisions, series
+from kopilot.model import actions, cluster, decisions, errors, series
 
 POLICY = "cost/idle-gpus"
 
@@ -187,7 +187,10 @@ class IdlePolicy:
                     idle_s, idle_for(s, threshold=self.threshold, now=now, stale_s=self.stale_s)
                 )
             model = models.get(pod.node)
-            share = prices.gpu_share(pod.request, model=model)
+            try:
+                share = prices.gpu_share(pod.request, model=model)
+            except errors.InvalidInputError:
+                return None  # a MIG profile kopilot cannot price (say a +me one): not judged
             held += share
             cost_per_hour += share * self.book.gpu_price(model)
             rate = snapshot.metrics.get(f"pod/{pod.namespace}/{pod.name}/requests_per_s")
