@@ -5,8 +5,9 @@ the Deployment's service answers ten times slower since a rollout; the history (
 dcgm-exporter's and the serving runtime's metric names, docs/signals.md) is backfilled into a
 real Prometheus on 127.0.0.1, ending now. `kopilot run --once` must propose, through the
 governor: a Restart of the leaking pod and a cordon-and-drain of the GPU's node, both waiting for
-a person by default, and an Alert on the service. With the family allowed to act, the pod is
-evicted and the node cordoned. A Prometheus whose data stopped an hour ago, or one that is not
+a person by default, and an Alert on the service. Once a person approves the Restart, the next
+cycle evicts the pod; with the family allowed to act on its own, the node is cordoned and drained
+as far as a PodDisruptionBudget allows (here not at all: both pods stay, the block is reported). A Prometheus whose data stopped an hour ago, or one that is not
 there, makes the health family skip the cycle with the reason in the audit log: nothing is
 proposed.
 """
@@ -31,6 +32,7 @@ from kopilot.governance import audit
 from kopilot.kube import apis, controlplane
 from tests.fixtures import prometheus as fx
 from tests.kube import live
+from tests.kube.test_kubeworld_actions import running_pods
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 MIB = 1024 * 1024
@@ -144,9 +146,15 @@ def test_a_leak_and_a_failing_gpu_read_from_prometheus_are_remedied_through_the_
 ) -> None:
     api = live.make_api(api_client)
     log = tmp_path / "audit.jsonl"
+    queue = tmp_path / "approvals.jsonl"
     with live.namespace(api) as ns, live.node_group(api, 2, gpus=1) as nodes:
         live.deployment(api, ns, "detector", replicas=1, group_nodes=[nodes[0]], memory_limit="1Gi")
         pod = _leaky_pod(api, ns)
+        # Two pods on the GPU's node, guarded by a PodDisruptionBudget that lets none go.
+        # (Not "one of two": these test pods tolerate every taint, so a replacement lands on
+        # the cordoned node at once and the budget allows the second eviction too.)
+        live.deployment(api, ns, "worker", replicas=2, group_nodes=[nodes[1]])
+        _guarded(api, ns, "worker", min_available=2)
         end = float(np.floor(time.time() / STEP) * STEP)
         with _prometheus(tmp_path / "prom", _history(ns, pod, nodes[1], end)) as url:
             waiting = _run(control_plane.kubeconfig, ns, log, "--prometheus-url", url)
@@ -167,23 +175,70 @@ def test_a_leak_and_a_failing_gpu_read_from_prometheus_are_remedied_through_the_
             ), alerts
             assert _pod_alive(api, ns, pod)
 
-            # The family allowed to act on its own (still inside every other guardrail).
+            # A person approves the Restart: the next (acting) cycle carries it out, through
+            # the governor again; the cordon still waits.
+            rid = restart["verdict"].rsplit("kopilot approve ", 1)[1].strip("` ")
+            approve = subprocess.run(
+                [sys.executable, "-m", "kopilot.cli", "approve", rid, "--queue", str(queue)],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert approve.returncode == 0, approve.stderr
+            log.unlink()
+            _run(control_plane.kubeconfig, ns, log, "--prometheus-url", url, "--no-dry-run")
+            records = _health(log, ns, nodes[1])
+            done = [r for r in records if r.get("action", {}).get("kind") == "Restart"]
+            assert done and done[0]["outcome"] == "approved", records
+            assert done[0]["action"]["pod"] == f"{ns}/{pod}"
+            assert not _pod_alive(api, ns, pod)
+            assert live.kopilot_events(api, ns, "KopilotRestarted")
+            cordons = [r for r in records if r.get("action", {}).get("kind") == "Cordon"]
+            assert [r["outcome"] for r in cordons] == ["pending-approval"]
+            assert not api.get(f"/api/v1/nodes/{nodes[1]}", "read node")["spec"].get(
+                "unschedulable"
+            )
+
+            # The family allowed to act on its own (still inside every other guardrail): the
+            # node is cordoned and drained, as far as the PodDisruptionBudget allows.
             policy = tmp_path / "policy.yaml"
             policy.write_text("dry_run: false\nfamilies: {health: {require_approval: []}}\n")
             log.unlink()
-            _run(
+            acted = _run(
                 control_plane.kubeconfig, ns, log, "--prometheus-url", url, "--policy", str(policy)
             )
-            outcomes = {
-                r["action"]["kind"]: r["outcome"]
-                for r in _health(log, ns, nodes[1])
-                if "action" in r and r["action"]["kind"] in ("Restart", "Cordon")
-            }
-            assert outcomes == {"Restart": "approved", "Cordon": "approved"}
-            assert not _pod_alive(api, ns, pod)
-            assert live.kopilot_events(api, ns, "KopilotRestarted")
+            assert "evicted 0; blocked by a PodDisruptionBudget" in acted.stderr, acted.stderr
+            assert len(running_pods(api, ns, "worker")) == 2
+            cordons = [
+                r for r in _health(log, ns, nodes[1]) if r.get("action", {}).get("kind") == "Cordon"
+            ]
+            assert [r["outcome"] for r in cordons] == ["approved"]
             node = api.get(f"/api/v1/nodes/{nodes[1]}", "read node")
             assert node["spec"].get("unschedulable") is True
+
+
+def _guarded(api: apis.Api, ns: str, app: str, *, min_available: int) -> None:
+    """A PodDisruptionBudget over `app`, once its pods run and the disruption controller counts them."""
+    replicas = live.read_deployment(api, ns, app)["spec"]["replicas"]
+    live.wait_for(
+        f"{replicas} running {app} pods",
+        lambda: True if len(running_pods(api, ns, app)) == replicas else None,
+    )
+    path = f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"
+    body = {
+        "metadata": {"name": app},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": app}}},
+    }
+    api.post(path, body, "create pdb")
+
+    def counted() -> bool | None:
+        status = api.get(f"{path}/{app}", "read pdb").get("status") or {}
+        allowed = replicas - min_available
+        ready = status.get("currentHealthy") == replicas
+        return True if ready and status.get("disruptionsAllowed") == allowed else None
+
+    live.wait_for("the disruption controller to count the pods", counted)
 
 
 def _pod_alive(api: apis.Api, ns: str, name: str) -> bool:
