@@ -104,6 +104,8 @@ def test_pods_that_must_move_first_are_counted() -> None:
         ("my-custom", {}, "not a config of the GPU operator's default"),
         ("all-1g.10gb", {migconfigs.LABEL_STATE: "failed"}, "failed"),
         ("all-1g.10gb", {migconfigs.LABEL_GPU_COUNT: "two"}, "is not a GPU count"),
+        ("all-1g.10gb", {migconfigs.LABEL_GPU_COUNT: "\u00b2"}, "is not a GPU count"),
+        ("all-1g.10gb", {migconfigs.LABEL_GPU_COUNT: "100000000"}, "is not a GPU count"),
     ],
 )
 def test_a_node_kopilot_cannot_read_is_left_alone_and_said_once(
@@ -154,3 +156,28 @@ def test_every_proposal_is_a_named_layout_the_hardware_holds(
             assert a.evidence["mig_config"] != a.evidence["was"]
         else:
             assert isinstance(a, actions.Alert) and "custom" in a.reason
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(
+    labels=st.dictionaries(
+        st.sampled_from(
+            [
+                migconfigs.LABEL_CONFIG,
+                migconfigs.LABEL_STATE,
+                migconfigs.LABEL_GPU_COUNT,
+                "nvidia.com/gpu.product",
+                "nvidia.com/gpu.replicas",
+            ]
+        ),
+        st.one_of(st.sampled_from([*CONFIGS, "success", "A100-40GB", "0", "-3"]), st.text()),
+    ),
+    wanted=st.dictionaries(st.text(min_size=1, max_size=12), st.integers(0, 9), max_size=3),
+)
+def test_garbage_labels_and_requests_never_raise(
+    labels: dict[str, str], wanted: dict[str, int]
+) -> None:
+    node = cluster.Node(name="a", cpu_milli=1000, memory_mib=1024, labels=labels)
+    pods = [mig_pod(f"p{i}", p, n) for i, (p, n) in enumerate(wanted.items())]
+    out, _ = decide([node], pods)
+    assert all(isinstance(a, actions.Repartition | actions.Alert) for a in out)

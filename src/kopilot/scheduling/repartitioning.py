@@ -29,6 +29,8 @@ from kopilot.scheduling import migconfigs, migplanning, state
 
 POLICY = "scheduling/mig-repartition"
 BUSY_STATES = frozenset({"pending", "rebooting"})
+MAX_GPUS = 64
+"""More GPUs than this on one node is a wrong label, not a node to plan."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,10 +77,16 @@ def _read(node: cluster.Node, pods_on: Mapping[str, int]) -> _MigNode | str | No
     raw_count = node.labels.get(migconfigs.LABEL_GPU_COUNT)
     if raw_count is None:
         count = len(node.gpus)
-    elif raw_count.strip().isdigit():
-        count = int(raw_count)
     else:
-        return f"label {migconfigs.LABEL_GPU_COUNT}={raw_count!r} is not a GPU count"
+        try:
+            count = int(raw_count)
+        except ValueError:
+            count = -1
+        if not 0 <= count <= MAX_GPUS:
+            return (
+                f"label {migconfigs.LABEL_GPU_COUNT}={raw_count!r} is not a GPU count "
+                f"(0..{MAX_GPUS})"
+            )
     if count <= 0:
         return None
     if config == migconfigs.DISABLED:
