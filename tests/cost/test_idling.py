@@ -127,3 +127,10 @@ def test_a_pod_with_a_mig_profile_kopilot_cannot_price_is_not_judged_and_nothing
         service="ml/svc",
     )
     assert decide(snap(services=(svc,), pods=(odd,), metrics=IDLE_GPUS))[0] == []
+
+
+def test_gpu_streams_whose_index_is_not_a_number_are_ignored() -> None:
+    svc = make_service("svc", replicas=1, min_replicas=0)
+    odd = {**IDLE_GPUS, "gpu/n1/\u00b2/utilization": flat(0.9), "gpu/n1/x/utilization": flat(0.9)}
+    [action], _ = decide(snap(services=(svc,), pods=(gpu_pod("a"),), metrics=odd))
+    assert isinstance(action, actions.Scale) and action.replicas == 0

@@ -19,6 +19,7 @@ judged silently: a service whose pods' GPUs cannot be told apart from another se
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,13 +55,9 @@ def _gpu_streams(metrics: Mapping[str, series.Series]) -> dict[str, dict[int, se
     out: dict[str, dict[int, series.Series]] = defaultdict(dict)
     for key, s in metrics.items():
         parts = key.split("/")
-        if (
-            len(parts) == 4
-            and parts[0] == "gpu"
-            and parts[3] == "utilization"
-            and parts[2].isdigit()
-        ):
-            out[parts[1]][int(parts[2])] = s
+        if len(parts) == 4 and parts[0] == "gpu" and parts[3] == "utilization":
+            with contextlib.suppress(ValueError):  # a GPU that is not a number: not ours
+                out[parts[1]][int(parts[2])] = s
     return out
 
 
