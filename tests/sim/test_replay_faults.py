@@ -10,7 +10,7 @@ import pytest
 
 from kopilot.kits import clocks
 from kopilot.model import errors
-from kopilot.sim import replayserving
+from kopilot.sim import behaviours, replayserving
 from tests.fixtures import replays
 from tests.fixtures.replays import DETECTOR, ELSEWHERE, NEIGHBOUR, RANKER, fault, pod, value
 
@@ -28,7 +28,7 @@ def _failed(r, key) -> float:
 
 def _mean_duration_s(r, key) -> tuple[float, float]:
     (hist,) = [f for f in r.families() if f.name == "kopilot_serving_request_duration_seconds"]
-    (h,) = [h for h in hist.histograms if dict(h.labels) == pod(key)]
+    (h,) = [h for h in hist.histograms if pod(key).items() <= h.labels.items()]
     return h.total, h.buckets[-1][1]
 
 
@@ -85,6 +85,13 @@ def test_an_xid_storm_rises_on_one_gpu_until_it_falls_off_the_bus() -> None:
     assert late > 2 * early > 0
     assert count("1") + count("0", "gpu-node-1") + count("1", "gpu-node-1") <= 2  # background
     assert value(r, "DCGM_FI_DEV_XID_ERRORS", Hostname="gpu-node-0", gpu="0") == 48
+    # the counter docs/signals.md rates: every XID adds 1/speed, so 60 x rate is XIDs a minute
+    total = value(r, "DCGM_EXP_XID_ERRORS_TOTAL", Hostname="gpu-node-0", gpu="0", xid="48")
+    r.advance_to(3600.0 + 89 * 60)
+    more = value(r, "DCGM_EXP_XID_ERRORS_TOTAL", Hostname="gpu-node-0", gpu="0", xid="48") - total
+    per_trace_min = 60.0 * more / (9 * 60 / r.settings.speed)  # 9 trace minutes in 9 wall s
+    expected = [behaviours.xid_rate_per_min(h) for h in (80 / 60, 89 / 60)]
+    assert expected[0] * 0.6 < per_trace_min < expected[1] * 1.4, (per_trace_min, expected)
     failed = _failed(r, DETECTOR)
     r.advance_to(3600.0 + 100 * 60)
     assert value(r, "DCGM_FI_DEV_XID_ERRORS", Hostname="gpu-node-0", gpu="0") == 79

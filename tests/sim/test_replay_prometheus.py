@@ -26,6 +26,14 @@ LATENCY = (
     "1000 * histogram_quantile(0.99, sum by (namespace, pod, le) "
     "(rate(kopilot_serving_request_duration_seconds_bucket[2m])))"
 )
+SERVICE_LATENCY = (
+    "1000 * histogram_quantile(0.99, sum by (namespace, service, le) "
+    "(rate(kopilot_serving_request_duration_seconds_bucket[2m])))"
+)
+XID = (
+    "60 * sum by (Hostname, gpu) (rate(DCGM_EXP_XID_ERRORS_TOTAL[5m])) or on (Hostname, gpu) "
+    "max by (Hostname, gpu) (changes(DCGM_FI_DEV_XID_ERRORS[2m])) / 2"
+)
 GPU_UTIL = "max by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL) / 100"
 NODE_ERRORS = (
     "60 * sum by (node) (rate(kopilot_serving_request_failures_total[2m]) "
@@ -56,8 +64,11 @@ def scraped(tmp_path_factory: pytest.TempPathFactory):
         if os.environ.get("CI"):
             pytest.fail(f"real Prometheus needed: {why}")
         pytest.skip(why)
-    leak = replays.fault(kind="leak", pod="/".join(DETECTOR), at=0, mib_per_min=60)
-    exporter = replayserving.Exporter(replays.make(faults=[leak]), clocks.WallClock())
+    # from 1 h into the trace, when demand is up; faults from the start
+    leak = replays.fault(kind="leak", pod="/".join(DETECTOR), at="1h", mib_per_min=60)
+    storm = replays.fault(kind="xid-storm", node="gpu-node-1", gpu=1, at="1h")
+    replay = replays.make(faults=[leak, storm], start_s=3600.0)
+    exporter = replayserving.Exporter(replay, clocks.WallClock())
     server = exporter.serve("127.0.0.1", 0)
     try:
         with replays.scraping(
@@ -99,7 +110,10 @@ def test_serving_gpu_and_node_queries_return_their_series_with_their_labels(scra
     requests = _query(url, REQUESTS)
     serving = ALL_PODS - {("jobs", "batch-0")}
     assert {(r["metric"]["namespace"], r["metric"]["pod"]) for r in requests} == serving
-    assert all(0.0 <= float(r["value"][1]) <= 10.5 for r in requests)  # peak 10 req/s per pod
+    rps = {r["metric"]["pod"]: float(r["value"][1]) for r in requests}
+    assert all(0.0 < v <= 10.5 for v in rps.values())  # peak 10 req/s per pod
+    # the ranker's peak is half a detector's: at the same demand it serves half the requests
+    assert rps["ranker-0"] / rps["detector-6d5f7c9b8-bbbbb"] == pytest.approx(0.5, rel=0.05)
     latency = _query(url, LATENCY)
     assert {(r["metric"]["namespace"], r["metric"]["pod"]) for r in latency} == serving
     assert all(10.0 < float(r["value"][1]) < 1000.0 for r in latency), latency
@@ -113,6 +127,29 @@ def test_serving_gpu_and_node_queries_return_their_series_with_their_labels(scra
     assert all(0.0 <= float(r["value"][1]) <= 1.0 for r in util)
     nodes = _query(url, NODE_ERRORS)
     assert {r["metric"]["node"] for r in nodes} == {"gpu-node-0", "gpu-node-1"}
+    services = _query(url, SERVICE_LATENCY)
+    assert {(r["metric"]["namespace"], r["metric"]["service"]) for r in services} == {
+        ("ml", "detector"),
+        ("ml", "ranker"),
+    }
+
+
+def test_the_xid_storm_shows_on_its_gpu_only(scraped) -> None:
+    url, _, _ = scraped
+    xid = {
+        (r["metric"]["Hostname"], r["metric"]["gpu"]): float(r["value"][1])
+        for r in _query(url, XID)
+    }
+    assert set(xid) == {
+        ("gpu-node-0", "0"),
+        ("gpu-node-0", "1"),
+        ("gpu-node-1", "0"),
+        ("gpu-node-1", "1"),
+    }
+    storm = xid.pop(("gpu-node-1", "1"))
+    # (a [5m] rate over the ~20 s of history there is reads low: Prometheus divides by the range)
+    assert storm > 0.0
+    assert all(v < storm for v in xid.values()), xid
 
 
 def test_every_family_of_the_exporter_is_ingested(scraped, tmp_path: Path) -> None:

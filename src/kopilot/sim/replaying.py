@@ -15,8 +15,11 @@ Values depend only on the seed, the cluster, the faults and the trace time, neve
 read: stepping to 2 h at once or in a thousand small steps gives the same numbers. Counters of
 requests, failures, request durations and CPU seconds advance at the trace's rate divided by
 `speed`, so that `rate()` over wall-clock scrapes reads the trace's per-second rates while the
-trace plays `speed` times faster; events (OOM-kills, XID errors) happen when they happen in trace
-time. `DCGM_EXP_XID_ERRORS_COUNT` counts the XIDs of the last `xid_window_s` of trace time.
+trace plays `speed` times faster. The XID counter `DCGM_EXP_XID_ERRORS_TOTAL` follows the same
+rule (each XID adds 1/speed), so docs/signals.md's `60 * rate(...)` reads XIDs per trace minute;
+`DCGM_EXP_XID_ERRORS_COUNT` counts the XIDs of the last `xid_window_s` of trace time and
+`DCGM_FI_DEV_XID_ERRORS` is the last XID's code. OOM-kills (the restarts counter) are counted
+whole, when they happen in trace time.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ class Histogram:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Family:
     name: str
-    kind: Literal["gauge", "counter", "histogram"]
+    kind: Literal["gauge", "counter", "histogram", "unknown"]
+    """`unknown` (untyped in the text format): a counter whose name cannot end in `_total`."""
     help: str
     samples: tuple[Sample, ...] = ()
     histograms: tuple[Histogram, ...] = ()
@@ -128,6 +132,10 @@ class _Gpu:
     fb_used_mib: float = 0.0
     last_xid: int = 0
     xids: collections.deque[tuple[float, int, int]] = field(default_factory=collections.deque)
+    xid_totals: dict[int, float] = field(
+        default_factory=lambda: dict.fromkeys((XID_APP, XID_STORM, XID_OFF_BUS), 0.0)
+    )
+    """Every code the replay can raise starts at 0, so `rate()` sees the first XID too."""
 
 
 class Replay:
@@ -244,6 +252,7 @@ class Replay:
             if n:
                 g.last_xid = code
                 g.xids.append((t, code, n))
+                g.xid_totals[code] = g.xid_totals.get(code, 0.0) + n / s.speed
             while g.xids and g.xids[0][0] <= t - s.xid_window_s:
                 g.xids.popleft()
         leaks = {f.target: f.knob for f in active if f.kind is injections.Kind.LEAK}
@@ -429,6 +438,7 @@ class Replay:
         temp: list[Sample] = []
         last: list[Sample] = []
         counts: list[Sample] = []
+        totals: list[Sample] = []
         for g in self._gpus:
             pod = g.pod.spec if g.pod is not None else None
             labels = {
@@ -450,6 +460,9 @@ class Replay:
                 seen[code] += n
             counts.extend(
                 Sample({**labels, "xid": str(code)}, float(n)) for code, n in sorted(seen.items())
+            )
+            totals.extend(
+                Sample({**labels, "xid": str(code)}, n) for code, n in sorted(g.xid_totals.items())
             )
         return [
             Family(
@@ -483,6 +496,12 @@ class Replay:
                 "(see xid-count-window-size param).",
                 samples=tuple(counts),
             ),
+            Family(
+                name="DCGM_EXP_XID_ERRORS_TOTAL",
+                kind="unknown",  # a counter, but prometheus_client only writes `..._total` ones
+                help="XID errors since the exporter started, by XID code.",
+                samples=tuple(totals),
+            ),
         ]
 
     def _serving(self) -> list[Family]:
@@ -492,7 +511,11 @@ class Replay:
             sp = p.spec
             if sp.serving is None:
                 continue
-            ident = {"namespace": sp.namespace, "pod": sp.name}
+            ident = {
+                "namespace": sp.namespace,
+                "pod": sp.name,
+                "service": sp.service.split("/", 1)[1],
+            }
             answered.append(Sample({**ident, "code": "200"}, p.ok))
             answered.append(Sample({**ident, "code": "500"}, p.failed))
             failures.append(Sample({**ident, "reason": "internal"}, p.failed))

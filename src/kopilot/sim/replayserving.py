@@ -14,6 +14,7 @@ it by hand. Every request holds one lock: a scrape sees one consistent step.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http import server
@@ -111,11 +112,22 @@ def _label_names(labels: replaying.Labels, f: replaying.Family) -> list[str]:
     return names
 
 
+class _HTTPServer(server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (a scrape timing out) is routine, not a fault."""
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class Server:
     """A threaded HTTP server for one Exporter; `close()` stops it."""
 
     def __init__(self, exporter: Exporter, host: str, port: int) -> None:
-        self._httpd = server.ThreadingHTTPServer((host, port), _handler_for(exporter))
+        self._httpd = _HTTPServer((host, port), _handler_for(exporter))
         self._httpd.daemon_threads = True
         self.host = host
         self.port = int(self._httpd.server_address[1])
