@@ -10,7 +10,7 @@ import pytest
 
 from kopilot.kits import clocks
 from kopilot.model import errors
-from kopilot.sim import behaviours, replayserving
+from kopilot.sim import behaviours, injections, replayserving
 from tests.fixtures import replays
 from tests.fixtures.replays import DETECTOR, ELSEWHERE, NEIGHBOUR, RANKER, fault, pod, value
 
@@ -192,3 +192,18 @@ def test_a_bad_post_is_a_clear_4xx_and_injects_nothing(served, content, code, sa
     assert says in got.json()["error"]
     assert httpx.get(f"{server.url}/faults", timeout=5).json()["faults"] == []
     assert httpx.get(f"{server.url}/nowhere", timeout=5).status_code == 404
+
+
+def test_the_documented_scenario_file_loads_and_its_faults_start_and_end_on_time() -> None:
+    scenario = replays.CLUSTER.parent / "faults.yaml"
+    r = replays.make(faults=injections.load_scenario(scenario))
+    assert [f.at_s for f in r.faults] == [7200.0, 14400.0, 23400.0, 32400.0]
+    r.advance_to(3600.0)
+    assert {f.describe(r.now_s)["status"] for f in r.faults} == {"pending"}
+    r.advance_to(10 * 3600.0)
+    assert [f.describe(r.now_s)["status"] for f in r.faults] == [
+        "active",
+        "active",
+        "ended",  # the bad node lasted 1 h from 6h30m
+        "active",
+    ]

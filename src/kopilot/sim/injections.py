@@ -7,7 +7,7 @@
 | `bad-node` | `node` | every pod on the node fails requests (8 a minute) and is twice as slow | `factor` (2.0) |
 | `latency-regression` | `service` (ns/name) | every pod of the service is slower | `factor` (1.5) |
 
-`at` and `duration` are trace times (seconds, or `90s`, `30m`, `26h`, `1d`); without `at` a fault
+`at` and `duration` are trace times (seconds, or `90s`, `30m`, `6h30m`, `1d`); without `at` a fault
 starts now, without `duration` it never ends. The same schema parses `POST /faults` bodies,
 `--fault kind=leak,pod=ml/x,at=2h` flags and the `faults:` list of a scenario file.
 """
@@ -28,7 +28,9 @@ from kopilot.model import errors
 from kopilot.sim import clusterfiles
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_PARTS = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[smhd])+")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
 MAX_TRACE_S = 10 * 365 * 86400.0
 
 
@@ -92,10 +94,13 @@ def seconds(value: str | float, *, field: str) -> float:
     if isinstance(value, int | float):
         out = float(value)
     else:
-        m = _DURATION.match(value)
-        if m is None:
-            raise ValueError(f"{field}: {value!r} is not a time (e.g. 90, 90s, 30m, 26h, 1d)")
-        out = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        text = value.strip()
+        if _NUMBER.fullmatch(text):
+            out = float(text)
+        elif _PARTS.fullmatch(text):
+            out = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+        else:
+            raise ValueError(f"{field}: {value!r} is not a time (e.g. 90, 90s, 30m, 6h30m, 1d)")
     if not 0 <= out <= MAX_TRACE_S:
         raise ValueError(f"{field}: {value!r} must be between 0 and 10 years")
     return out
