@@ -65,10 +65,15 @@ def test_every_object_has_the_exporters_series_and_labels() -> None:
     assert [b for b, _ in hist.histograms[0].buckets][:-1] == list(r.settings.latency_buckets)
 
 
-def _mean_duration_s(r, key) -> float:
+def _histogram(r, key):
     labels = pod(key)
     (hist,) = [f for f in r.families() if f.name == "kopilot_serving_request_duration_seconds"]
     (h,) = [h for h in hist.histograms if labels.items() <= h.labels.items()]
+    return h
+
+
+def _mean_duration_s(r, key) -> float:
+    h = _histogram(r, key)
     return h.total / h.buckets[-1][1]
 
 
@@ -100,6 +105,8 @@ def test_counters_advance_at_the_trace_rate_per_wall_second_whatever_the_speed()
         r.advance_to(3600.0)
     # the same hour of trace takes 60 wall seconds at 60x and 6 at 600x: 10x fewer requests
     assert _served(slow, DETECTOR) == pytest.approx(10 * _served(fast, DETECTOR))
+    for r in (slow, fast):  # the duration histogram counts every answered request once
+        assert _histogram(r, DETECTOR).buckets[-1][1] == pytest.approx(_served(r, DETECTOR))
     cpu = "container_cpu_usage_seconds_total"
     labels = pod(DETECTOR, container="server")
     assert value(slow, cpu, **labels) == pytest.approx(10 * value(fast, cpu, **labels))
