@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -169,3 +170,38 @@ def test_promtool_finds_nothing_but_dcgm_exporters_own_label_names() -> None:
         if not (line.startswith("DCGM_") and "should be written in 'snake_case'" in line)
     ]
     assert problems == []
+
+
+def test_a_refreshed_cluster_keeps_the_state_of_pods_that_stay() -> None:
+    from kopilot.model import errors
+    from kopilot.sim import clusterfiles
+
+    full = clusterfiles.load(replays.CLUSTER)
+    fewer = replace(full, pods=full.pods[1:])  # the first detector replica is gone
+    readings: list[clusterfiles.ClusterSpec | Exception] = [fewer, errors.TemporaryError("down")]
+
+    def source() -> clusterfiles.ClusterSpec:
+        got = readings.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    clock = clocks.VirtualClock(0.0)
+    exporter = replayserving.Exporter(replays.make(), clock, source=source, refresh_s=60.0)
+    clock.sleep(30.0)
+    exporter.families()
+    served = _served(exporter.replay, RANKER)
+    assert {s.labels["pod"] for s in replays.samples(exporter.replay, "kube_pod_info")} >= {
+        DETECTOR[1]
+    }
+    clock.sleep(30.0)  # 60 s: the first refresh
+    exporter.families()
+    pods = {s.labels["pod"] for s in replays.samples(exporter.replay, "kube_pod_info")}
+    assert DETECTOR[1] not in pods and RANKER[1] in pods
+    assert _served(exporter.replay, RANKER) > served  # its counters carried on, not reset
+    clock.sleep(60.0)  # the second refresh fails: the cluster stays as it was, and says why
+    exporter.families()
+    assert exporter.problem is not None and "down" in exporter.health()
+    assert DETECTOR[1] not in {
+        s.labels["pod"] for s in replays.samples(exporter.replay, "kube_pod_info")
+    }

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 
 from kopilot.cli.app import app
+
+if TYPE_CHECKING:
+    from kopilot.sim import clusterfiles
 
 
 @app.command("replay-exporter")
@@ -40,6 +45,17 @@ def replay_exporter(
     scenario: pathlib.Path | None = typer.Option(
         None, "--scenario", help="A YAML file whose `faults:` list is injected at start."
     ),
+    kubeconfig: pathlib.Path | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="Read the nodes and pods from this cluster's API server instead of --cluster "
+        "(at start, then every --refresh seconds).",
+        dir_okay=False,
+    ),
+    context: str | None = typer.Option(None, "--context", help="Kubeconfig context to use."),
+    refresh: float = typer.Option(
+        60.0, min=1.0, help="Seconds between readings of the cluster with --kubeconfig."
+    ),
 ) -> None:
     """Serve real traces as kube-state-metrics, cAdvisor, dcgm-exporter and kopilot serving metrics.
 
@@ -56,11 +72,18 @@ def replay_exporter(
     from kopilot.serving import instruments
     from kopilot.sim import clusterfiles, injections, replaying, replayserving
 
+    source: Callable[[], clusterfiles.ClusterSpec] | None = None
     try:
-        path = cluster or pathlib.Path(
-            str(resources.files("kopilot") / "data" / "replay_cluster.yaml")
-        )
-        spec = clusterfiles.load(path)
+        if kubeconfig is not None:
+            if cluster is not None:
+                raise errors.InvalidInputError("give --cluster or --kubeconfig, not both")
+            source = _live_cluster(kubeconfig, context)
+            spec = source()
+        else:
+            path = cluster or pathlib.Path(
+                str(resources.files("kopilot") / "data" / "replay_cluster.yaml")
+            )
+            spec = clusterfiles.load(path)
         requests = [injections.from_flag(f) for f in fault]
         if scenario is not None:
             requests += injections.load_scenario(scenario)
@@ -72,9 +95,11 @@ def replay_exporter(
             start_s=injections.seconds(start, field="--start"),
         )
         replay = replaying.Replay(spec, replaying.bundled_traces(), settings, requests)
-        exporter = replayserving.Exporter(replay, clocks.WallClock())
+        exporter = replayserving.Exporter(
+            replay, clocks.WallClock(), source=source, refresh_s=refresh
+        )
         httpd = exporter.serve(host, port)
-    except (errors.InvalidInputError, ValueError) as e:
+    except (errors.KopilotError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     except OSError as e:
@@ -91,3 +116,17 @@ def replay_exporter(
         stopping.wait()
     finally:
         httpd.close()
+
+
+def _live_cluster(
+    kubeconfig: pathlib.Path, context: str | None
+) -> Callable[[], clusterfiles.ClusterSpec]:
+    """Read the cluster's nodes and pods from its API server, as a cluster description."""
+    from kopilot.kits import clocks, randomness
+    from kopilot.kube import apis, inventories, retrying
+    from kopilot.sim import clusterfiles
+
+    retrier = retrying.Retrier(clocks.WallClock(), randomness.rng(0, "replay-exporter-api"))
+    api = apis.Api(apis.client_for(kubeconfig, context=context), retrier, timeout_s=10.0)
+    where = f"from the API server of {kubeconfig}"
+    return lambda: clusterfiles.from_mapping(inventories.describe(api), source=where)

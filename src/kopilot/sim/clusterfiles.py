@@ -290,6 +290,15 @@ def parse(text: str, *, source: str) -> ClusterSpec:
     return _checked(yamlfiles.parse(text, _Cluster, source=source, what="cluster file"), source)
 
 
+def from_mapping(raw: Mapping[str, object], *, source: str) -> ClusterSpec:
+    """A cluster description already parsed into plain data (say, read from an API server)."""
+    try:
+        checked = _Cluster.model_validate(raw)
+    except pydantic.ValidationError as e:
+        raise errors.InvalidInputError(f"cluster file {source}: {yamlfiles.field_errors(e)}") from e
+    return _checked(checked, source)
+
+
 def load(path: Path) -> ClusterSpec:
     """Read a cluster description file."""
     return _checked(yamlfiles.load(path, _Cluster, what="cluster file"), str(path))
@@ -301,6 +310,7 @@ __all__ = [
     "NodeSpec",
     "PodSpec",
     "Serving",
+    "from_mapping",
     "ksm_resource",
     "load",
     "parse",

@@ -161,31 +161,57 @@ class Replay:
         self._duty_offset = float(d.times[0] - traces.duty.times[0])
         self._cpu = traces.cpu
         self._cpu_top = np.maximum(np.max(traces.cpu.values, axis=0), 1e-9)
-        self._pods: list[_Pod] = []
-        gpu_pods = 0
-        for i, p in enumerate(cluster.pods):
-            node_i = next(j for j, n in enumerate(cluster.nodes) if n.name == p.node)
-            pod = _Pod(
-                spec=p,
-                uid=_uid(p.key),
-                ip=f"10.244.{node_i % 256}.{(i % 250) + 2}",
-                column=gpu_pods if p.gpus else i,
-                buckets=[0.0] * len(settings.latency_buckets),
-            )
-            gpu_pods += 1 if p.gpus else 0
-            self._pods.append(pod)
-        owners = {(p.spec.node, g): p for p in self._pods for g in p.spec.gpus}
-        self._gpus = [
-            _Gpu(node=n, spec=g, pod=owners.get((n.name, g.index)))
-            for n in cluster.nodes
-            for g in n.gpus
-        ]
+        self._pods, self._gpus = self._objects(cluster, {}, {})
         self._faults: list[injections.Fault] = []
         self._leaks_reset: set[int] = set()
         self.now_s = settings.start_s
         for f in faults:
             self.inject(f)
         self._step(self.now_s, 0.0)
+
+    def _objects(
+        self,
+        cluster: clusterfiles.ClusterSpec,
+        pods_before: Mapping[str, _Pod],
+        gpus_before: Mapping[str, _Gpu],
+    ) -> tuple[list[_Pod], list[_Gpu]]:
+        """State for every pod and GPU of `cluster`, kept for those that were there before."""
+        pods: list[_Pod] = []
+        gpu_pods = 0
+        nodes = {n.name: j for j, n in enumerate(cluster.nodes)}
+        for i, p in enumerate(cluster.pods):
+            pod = pods_before.get(p.key)
+            if pod is not None:
+                pod.spec = p
+            else:
+                pod = _Pod(
+                    spec=p,
+                    uid=_uid(p.key),
+                    ip=f"10.244.{nodes[p.node] % 256}.{(i % 250) + 2}",
+                    column=gpu_pods if p.gpus else i,
+                    buckets=[0.0] * len(self.settings.latency_buckets),
+                )
+            gpu_pods += 1 if p.gpus else 0
+            pods.append(pod)
+        owners = {(p.spec.node, g): p for p in pods for g in p.spec.gpus}
+        gpus: list[_Gpu] = []
+        for n in cluster.nodes:
+            for g in n.gpus:
+                gpu = gpus_before.get(f"{n.name}/{g.index}")
+                if gpu is None:
+                    gpu = _Gpu(node=n, spec=g, pod=None)
+                gpu.node, gpu.spec, gpu.pod = n, g, owners.get((n.name, g.index))
+                gpus.append(gpu)
+        return pods, gpus
+
+    def update_cluster(self, cluster: clusterfiles.ClusterSpec) -> None:
+        """Serve `cluster` from now on; pods and GPUs that stay keep their counters and state."""
+        self._pods, self._gpus = self._objects(
+            cluster,
+            {p.spec.key: p for p in self._pods},
+            {f"{g.node.name}/{g.spec.index}": g for g in self._gpus},
+        )
+        self.cluster = cluster
 
     # -- faults ----------------------------------------------------------------------------
     def inject(self, request: injections.FaultRequest) -> injections.Fault:
@@ -228,8 +254,9 @@ class Replay:
             if f.kind is injections.Kind.LEAK and ended and f.id not in self._leaks_reset:
                 # The leak is fixed: the new version rolls out and the pod starts afresh.
                 self._leaks_reset.add(f.id)
-                pod = next(p for p in self._pods if p.spec.key == f.target)
-                pod.leak_mib = 0.0
+                for pod in self._pods:
+                    if pod.spec.key == f.target:
+                        pod.leak_mib = 0.0
         storms = {f.target: f for f in active if f.kind is injections.Kind.XID_STORM}
         dead: set[str] = set()
         for g in self._gpus:

@@ -8,7 +8,9 @@
 | `POST /faults` | inject one fault (JSON, the schema of sim/injections.py); 201 with the fault, 400 with one line saying what is wrong, 413 over `MAX_BODY` bytes |
 
 Trace time is `start_s + (clock.now() - started) x speed`: the clock is injected, so a test drives
-it by hand. Every request holds one lock: a scrape sees one consistent step.
+it by hand. Every request holds one lock: a scrape sees one consistent step. With a `source` (the
+live cluster), a scrape at least `refresh_s` after the last reading reads the cluster again; a
+reading that fails keeps the cluster as it was and `/healthz` says why.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import server
 from typing import Any
 
@@ -25,7 +27,7 @@ from prometheus_client import core, registry, utils
 
 from kopilot.kits import clocks
 from kopilot.model import errors
-from kopilot.sim import injections, replaying
+from kopilot.sim import clusterfiles, injections, replaying
 
 MAX_BODY = 16 * 1024
 
@@ -33,11 +35,23 @@ MAX_BODY = 16 * 1024
 class Exporter:
     """A Replay on a clock: what `/metrics` and `/faults` answer."""
 
-    def __init__(self, replay: replaying.Replay, clock: clocks.Clock) -> None:
+    def __init__(
+        self,
+        replay: replaying.Replay,
+        clock: clocks.Clock,
+        *,
+        source: Callable[[], clusterfiles.ClusterSpec] | None = None,
+        refresh_s: float = 60.0,
+    ) -> None:
         self.replay = replay
         self._clock = clock
         self._started = clock.now()
         self._lock = threading.Lock()
+        self._source = source
+        self._refresh_s = refresh_s
+        self._refreshed = self._started
+        self.problem: str | None = None
+        """Why the last reading of the cluster failed, if it did."""
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -47,8 +61,25 @@ class Exporter:
 
     def families(self) -> tuple[replaying.Family, ...]:
         with self._lock:
+            self._refresh()
             self.replay.advance_to(self.trace_time())
             return self.replay.families()
+
+    def _refresh(self) -> None:
+        now = self._clock.now()
+        if self._source is None or now - self._refreshed < self._refresh_s:
+            return
+        self._refreshed = now
+        try:
+            self.replay.update_cluster(self._source())
+            self.problem = None
+        except errors.KopilotError as e:
+            self.problem = f"cluster not refreshed, serving the last one read: {e}"
+
+    def health(self) -> str:
+        with self._lock:
+            problem = self.problem
+        return f"ok: trace time {self.trace_time():.0f} s" + (f"; {problem}" if problem else "")
 
     def render(self) -> bytes:
         return bytes(prometheus_client.generate_latest(self.registry))
@@ -153,7 +184,7 @@ def _handler_for(exporter: Exporter) -> type[server.BaseHTTPRequestHandler]:
             if path == "/metrics":
                 self._send(200, exporter.render(), prometheus_client.CONTENT_TYPE_LATEST)
             elif path == "/healthz":
-                self._send(200, f"ok: trace time {exporter.trace_time():.0f} s\n".encode())
+                self._send(200, f"{exporter.health()}\n".encode())
             elif path == "/faults":
                 self._json(200, exporter.faults())
             else:
