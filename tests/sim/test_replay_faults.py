@@ -52,6 +52,12 @@ def test_a_leak_grows_one_pods_memory_to_its_limit_then_an_oom_kill_resets_it() 
         r.advance_to(r.now_s + 60.0)
         peak = max(peak, _memory(r, DETECTOR))
     assert peak > 0.95 * LIMIT and peak < LIMIT
+    # a new container: the killed process's counters start again (its neighbour's do not)
+    served = "kopilot_serving_requests_total"
+    assert (
+        value(r, served, **pod(DETECTOR, code="200"))
+        < value(r, served, **pod(NEIGHBOUR, code="200")) / 10
+    )
     assert _memory(r, DETECTOR) < start + 200 * 2**20  # back to normal after the kill
     assert abs(_memory(r, NEIGHBOUR) - neighbour) < 300 * 2**20
     assert value(r, restarts, **pod(NEIGHBOUR)) == 0

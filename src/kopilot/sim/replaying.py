@@ -19,7 +19,8 @@ trace plays `speed` times faster. The XID counter `DCGM_EXP_XID_ERRORS_TOTAL` fo
 rule (each XID adds 1/speed), so docs/signals.md's `60 * rate(...)` reads XIDs per trace minute;
 `DCGM_EXP_XID_ERRORS_COUNT` counts the XIDs of the last `xid_window_s` of trace time and
 `DCGM_FI_DEV_XID_ERRORS` is the last XID's code. OOM-kills (the restarts counter) are counted
-whole, when they happen in trace time.
+whole, when they happen in trace time; the killed container's own counters (CPU seconds, requests,
+failures, durations) start again from 0, as a new process's do, and `rate()` sees a reset.
 """
 
 from __future__ import annotations
@@ -291,9 +292,12 @@ class Replay:
             p.leak_mib += leaks.get(spec.key, 0.0) * dt / 60.0
             memory = behaviours.memory_mib(load, rnd, limit_mib=limit_mib) + p.leak_mib
             oom = 0.0
-            if memory >= limit_mib:  # OOM-killed: the container restarts without the leak
+            if memory >= limit_mib:  # OOM-killed: a new container, without the leak
                 p.restarts += 1
                 p.leak_mib = 0.0
+                # ... and a new process: its counters start again from 0, as real ones do
+                p.cpu_seconds = p.ok = p.failed = p.count = p.total_s = 0.0
+                p.buckets = [0.0] * len(p.buckets)
                 oom = behaviours.OOM_KILL_ERRORS
                 memory = behaviours.quiet_memory_mib(load, limit_mib=limit_mib)
             p.memory_mib = memory

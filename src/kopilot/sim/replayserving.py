@@ -179,6 +179,9 @@ class Server:
 
 def _handler_for(exporter: Exporter) -> type[server.BaseHTTPRequestHandler]:
     class Handler(server.BaseHTTPRequestHandler):
+        timeout = 10.0
+        """Seconds a client may take to send its request (no connection held open for ever)."""
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
