@@ -85,4 +85,6 @@ def test_the_command_says_what_is_wrong_in_one_line_without_a_traceback(tmp_path
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["replay-exporter", "--fault", "kind=leak", "--port", "0"])
     assert result.exit_code == 2 and "a leak fault names pod" in result.output
+    result = runner.invoke(app, ["replay-exporter", "--speed", "86400", "--tick", "1"])
+    assert result.exit_code == 2 and "86,400 steps a wall second" in result.output
     assert "replay-exporter" in runner.invoke(app, ["--help"]).output

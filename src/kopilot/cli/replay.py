@@ -59,7 +59,7 @@ def replay_exporter(
 ) -> None:
     """Serve real traces as kube-state-metrics, cAdvisor, dcgm-exporter and kopilot serving metrics.
 
-    Every node and pod of the cluster gets the series those exporters publish, under their real names and labels (docs/signals.md), so one static Prometheus scrape job feeds `kopilot run --prometheus-url`. Demand follows the Alibaba GenAI trace, GPU duty cycles and CPU real samples, on an accelerated clock.
+    Every node and pod of the cluster gets the series those exporters publish, under their real names and labels (docs/signals.md), so one static Prometheus scrape job feeds `kopilot run --prometheus-url`. Demand follows the Alibaba GenAI trace, GPU duty cycles and CPU follow real samples, all on an accelerated clock.
 
     GET /metrics is for Prometheus, GET /healthz for liveness; GET /faults lists the faults and POST /faults (JSON) injects one now. See docs/replay-exporter.md.
     """

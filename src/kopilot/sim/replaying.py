@@ -43,6 +43,8 @@ MIB = 1024.0**2
 XID_BACKGROUND_PER_MIN = 0.002
 """XIDs a minute of any GPU (an application fault now and then, XID 13), as the twin has."""
 XID_APP, XID_STORM, XID_OFF_BUS = 13, 48, 79
+MAX_STEPS_PER_S = 1000
+"""Steps of the replay a wall second it may be asked to keep up with (speed / tick)."""
 _LATENCY_SIGMA = 0.35
 """Spread of log(request duration): p99 is 2.26 x the median."""
 _Z99 = 2.3263478740408408
@@ -151,6 +153,12 @@ class Replay:
     ) -> None:
         if settings.speed <= 0 or settings.tick_s <= 0:
             raise ValueError("speed and tick_s must be positive")
+        if settings.speed / settings.tick_s > MAX_STEPS_PER_S:
+            raise ValueError(
+                f"--speed {settings.speed:g} with --tick {settings.tick_s:g} is "
+                f"{settings.speed / settings.tick_s:,.0f} steps a wall second (at most "
+                f"{MAX_STEPS_PER_S:,}): raise --tick or lower --speed"
+            )
         self.cluster = cluster
         self.settings = settings
         self._rnd = np.random.default_rng(randomness.rng(settings.seed, "replay").getrandbits(64))
