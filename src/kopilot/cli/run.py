@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from kopilot.governance import governor, guardrails, policyfile
+    from kopilot.governance import audit, governor, guardrails, policyfile
     from kopilot.metrics import prometheus
     from kopilot.model import series
 
@@ -311,9 +311,13 @@ def run(
     )
     gov = governor.Governor(rails)
     try:
-        log = audit.AuditLog(audit_log)
+        log = audit.AuditLog(audit_log, fsync=True)
+        holder.record(log, clock.now())
+        queue = approvals.ApprovalQueue(approvals_path)
     except errors.KopilotError as e:
         raise fail(str(e)) from e
+    for note in [*log.repairs, *queue.repairs, *queue.skipped]:
+        console.print(f"[yellow]note:[/yellow] {note}")
     runner = running.Runner(
         world,
         slots,
@@ -322,7 +326,7 @@ def run(
         clock=clock,
         elector=elector,
         resume_max_age_s=3 * interval,
-        queue=approvals.ApprovalQueue(approvals_path),
+        queue=queue,
         approval_ttl_s=holder.policy.approval_ttl_s,
     )
 
@@ -350,7 +354,9 @@ def run(
                 while not stopping.is_set():
                     began = clock.now()
                     if policy is not None:
-                        seen = _reload_policy(console, holder, policy, policy_mtime, gov, rails_of)
+                        seen = _reload_policy(
+                            console, holder, policy, policy_mtime, gov, rails_of, log, began
+                        )
                         if seen != policy_mtime:
                             health.policy = monitors.HealthPolicy(settings=holder.policy.health)
                             idle.policy = replace(holder.policy.idle, book=book)
@@ -392,8 +398,11 @@ def _reload_policy(
     mtime: float,
     gov: governor.Governor,
     rails_of: Callable[[policyfile.Policy], guardrails.Guardrails],
+    log: audit.AuditLog,
+    at: float,
 ) -> float:
-    """Re-read the policy file if it changed; a bad edit keeps the policy in force."""
+    """Re-read the policy file if it changed; a bad edit keeps the policy in force. Either way
+    the reload is written to the audit log."""
     try:
         now = path.stat().st_mtime
     except OSError as e:
@@ -401,7 +410,7 @@ def _reload_policy(
         return mtime
     if now == mtime:
         return mtime
-    if holder.reload():
+    if holder.reload(log, at):
         gov.rails = rails_of(holder.policy)
         mode = "dry-run" if gov.rails.dry_run else "acting"
         console.print(f"policy {path} reloaded: {mode}")

@@ -61,7 +61,14 @@ def run_cycle(
     judged: list[verdicts.Verdict] = []
     failures: list[str] = []
     if queue is not None:
+        proposed_here = log.proposed()
         for rid, action in queue.approved_actions(now):
+            if rid not in proposed_here:
+                # Approved in the queue, but this controller never proposed it: a forged request.
+                why = f"approval {rid} ignored: the audit log holds no proposal with that id"
+                queue.ignore(rid, why, now)
+                failures.append(why)
+                continue
             [verdict] = gov.review([action], snapshot, now, approved_by_person=True)
             judged.append(verdict)
             _record_and_apply(world, log, verdict, now, failures)
