@@ -125,7 +125,7 @@ def test_a_repartition_waits_for_approval_and_a_pdb_then_relabels_the_node(
                 now = time.time()
                 for rid, r in queue.requests(now).items():
                     if r.state == "pending":
-                        queue.decide(rid, approve=True, by="test", now=now)
+                        queue.decide(rid, approve=True, approver=approvals.os_user("test"), now=now)
 
             # 2. Approved, but the PDB does not allow the busy pod to go: the label stays.
             approve_pending()
