@@ -10,4 +10,3 @@ from __future__ import annotations
 from pathlib import Path
 
 TRACES = Path(__file__).resolve().parent / "data" / "traces"
-PROMETHEUS_SAMPLES = Path(__file__).resolve().parent / "data" / "prometheus"

@@ -10,10 +10,10 @@ import pytest
 
 from kopilot.cost import idle, prices, usage
 from kopilot.model import series
-from tests.paths import PROMETHEUS_SAMPLES
+from tests.paths import TRACES
 
-# Every row of three containers of the GenTD26 duty-cycle trace (tests/data/prometheus/SOURCE.txt).
-TRACE = PROMETHEUS_SAMPLES / "gentd26_gpu_duty_cycle_3pods.csv"
+# Every row of three containers of the GenTD26 duty-cycle trace (tests/data/traces/SOURCE.txt).
+TRACE = TRACES / "alibaba-gentd26" / "pod_gpu_duty_cycle_anon.csv"
 
 
 def _containers() -> list[usage.ContainerUsage]:
