@@ -113,3 +113,20 @@ def need_file(path: Path) -> Path:
     if not path.is_file():
         fail(f"{path} not found (bench/datasets.py says where each data set comes from)")
     return path
+
+
+def add_quick(parser: argparse.ArgumentParser, **small: object) -> None:
+    """`--quick` for a benchmark without data: the same run with the small values given here."""
+    what = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in small.items())
+    parser.add_argument(
+        "--quick", action="store_true", help=f"a small run: {what} (each unless given)"
+    )
+    parser.set_defaults(quick_values=small)
+
+
+def apply_quick(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """With --quick, every option left at its default takes its small value."""
+    if args.quick:
+        for name, value in args.quick_values.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)

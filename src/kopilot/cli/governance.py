@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 DEFAULT_STATE = Path("kopilot-state")
@@ -48,7 +49,11 @@ def approve(
         table = Table(title=f"approval requests in {queue}")
         for col in ("id", "state", "requested", "action"):
             table.add_column(col)
-        for r in sorted(q.requests(now).values(), key=lambda r: r.time):
+        try:
+            listed = q.requests(now)
+        except errors.InvalidInputError as e:
+            raise checks.fail(str(e)) from e
+        for r in sorted(listed.values(), key=lambda r: r.time):
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.time))
             table.add_row(r.id, r.state, stamp, r.summary)
         console.print(table)
@@ -56,8 +61,7 @@ def approve(
     try:
         r = q.decide(request_id, approve=not reject, by=by or "cli", now=now)
     except errors.InvalidInputError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     console.print(f"{r.id}: {r.state} - {r.summary}")
 
 
@@ -77,7 +81,7 @@ def audit(
         None, help="Only records at or after this time (seconds, the log's clock)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print matching records as JSON lines."),
-    limit: int = typer.Option(50, help="At most this many records (the newest)."),
+    limit: int = typer.Option(50, min=0, help="At most this many records (the newest)."),
 ) -> None:
     """Query the append-only audit log: every decision, approved or refused, with its reason."""
     from rich.console import Console
@@ -89,10 +93,9 @@ def audit(
     console = Console()
     err = Console(stderr=True)
     if not log.exists():
-        err.print(
-            f"[red]error:[/red] no audit log at {log}; pass --log PATH (e.g. kopilot-report/audit-kopilot.jsonl)"
+        raise checks.fail(
+            f"no audit log at {log}; pass --log PATH (e.g. kopilot-report/audit-kopilot.jsonl)"
         )
-        raise typer.Exit(2)
     torn: list[audit_log.TornRecord] = []
     try:
         records = [
@@ -104,8 +107,7 @@ def audit(
             and (since is None or r["time"] >= since)
         ][-limit:]
     except (errors.InvalidInputError, KeyError, TypeError) as e:
-        err.print(f"[red]error:[/red] {log}: {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(f"{log}: {e}") from e
     if torn:
         err.print(
             f"[yellow]note:[/yellow] line {torn[0].line} is a torn record (a crash mid-write); skipped"
@@ -141,13 +143,11 @@ def policy(
         typer.echo(json.dumps(policyfile.json_schema(), indent=2, sort_keys=True))
         return
     if path is None:
-        Console(stderr=True).print("[red]error:[/red] give a policy file to check, or --schema")
-        raise typer.Exit(2)
+        raise checks.fail("give a policy file to check, or --schema")
     try:
         p = policyfile.load(path)
     except errors.InvalidInputError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     r = p.rails
     console.print(
         f"{path}: valid. dry-run={'on' if r.dry_run else 'off'}, "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def run(
         help="Prometheus base URL for the services' `kopilot.io/demand-query`. Without it no "
         "service has demand history, and the scaling policy's data-quality gate falls back to "
         "its reactive rule (and says so in every action's reason).",
+        callback=checks.http_url,
     ),
     interval: float = typer.Option(15.0, "--interval", min=1.0, help="Seconds between cycles."),
     once: bool = typer.Option(False, "--once", help="Run one cycle, then exit."),
@@ -88,7 +90,11 @@ def run(
         False, "--no-dry-run", help="Act on the cluster (overrides the policy file's dry_run)."
     ),
     metrics_port: int = typer.Option(
-        9102, "--metrics-port", help="Port for /metrics, /healthz, /readyz (-1: off, 0: any)."
+        9102,
+        "--metrics-port",
+        min=-1,
+        max=65535,
+        help="Port for /metrics, /healthz, /readyz (-1: off, 0: any).",
     ),
     metrics_host: str = typer.Option(
         "0.0.0.0", "--metrics-host", help="Address the metrics server binds."
@@ -160,8 +166,7 @@ def run(
     )
 
     def fail(message: str, code: int = 2) -> typer.Exit:
-        console.print(f"[red]error:[/red] {message}")
-        return typer.Exit(code)
+        return checks.fail(message, code)
 
     from dataclasses import replace
 

@@ -85,7 +85,13 @@ class ApprovalQueue:
         out: dict[str, Request] = {}
         if not self.path.exists():
             return out
-        for raw in self.path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise errors.InvalidInputError(
+                f"approval queue {self.path}: cannot read it ({e})"
+            ) from e
+        for raw in text.splitlines():
             try:
                 ev = json.loads(raw)
             except ValueError:
