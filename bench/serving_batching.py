@@ -64,7 +64,9 @@ class Point:
 def default_model() -> pathlib.Path:
     spec = importlib.util.find_spec("nudenet")
     if spec is None or spec.origin is None:
-        datasets.fail("the test model (nudenet) is not installed: run scripts/setup.d/40-serving-model.sh")
+        datasets.fail(
+            "the test model (nudenet) is not installed: run scripts/setup.d/40-serving-model.sh"
+        )
     return pathlib.Path(spec.origin).parent / "320n.onnx"
 
 
