@@ -19,6 +19,7 @@ from typing import Any
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 EXIT_WASTE = 1
@@ -138,6 +139,7 @@ def advise(
         "--prometheus-url",
         envvar="KOPILOT_PROMETHEUS_URL",
         help="Prometheus base URL, e.g. http://prometheus.monitoring:9090 (env KOPILOT_PROMETHEUS_URL).",
+        callback=checks.http_url,
     ),
     namespace: str | None = typer.Option(None, "--namespace", "-n", help="Only this namespace."),
     selector: str | None = typer.Option(
@@ -232,9 +234,8 @@ def advise(
         end_s = parse_time(end, clocks.WallClock().now())
         step = max(60.0, math.ceil(span / 1500 / 60) * 60)
         win = usage.Window(start=end_s - span, end=end_s, step=step)
-    except (errors.InvalidInputError, OSError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(EXIT_USAGE) from e
+    except (errors.InvalidInputError, OSError, UnicodeDecodeError) as e:
+        raise checks.fail(str(e), EXIT_USAGE) from e
     try:
         with (
             console.status(f"reading {span / 3600:g} h of metrics from {prometheus_url} ..."),
@@ -242,14 +243,13 @@ def advise(
         ):
             fetched = workloads.fetch(client, win, namespace=namespace, selector=selector)
     except prometheus.PrometheusError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(EXIT_PROMETHEUS) from e
+        raise checks.fail(str(e), EXIT_PROMETHEUS) from e
     except errors.InvalidInputError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(EXIT_USAGE) from e
+        raise checks.fail(str(e), EXIT_USAGE) from e
     with console.status("pricing and rightsizing ..."):
         report = advising.build_report(fetched, book, settings)
     _print(report, console)
+    checks.out_dir(out)
     with console.status("writing the report ..."):
         paths = advice.write_all(report, out)
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def audit(
         None, help="Only records at or after this time (seconds, the log's clock)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print matching records as JSON lines."),
-    limit: int = typer.Option(50, help="At most this many records (the newest)."),
+    limit: int = typer.Option(50, min=0, help="At most this many records (the newest)."),
 ) -> None:
     """Query the append-only audit log: every decision, approved or refused, with its reason."""
     from rich.console import Console
@@ -166,10 +167,9 @@ def audit(
     console = Console()
     err = Console(stderr=True)
     if not log.exists():
-        err.print(
-            f"[red]error:[/red] no audit log at {log}; pass --log PATH (e.g. kopilot-report/audit-kopilot.jsonl)"
+        raise checks.fail(
+            f"no audit log at {log}; pass --log PATH (e.g. kopilot-report/audit-kopilot.jsonl)"
         )
-        raise typer.Exit(2)
     torn: list[audit_log.TornRecord] = []
     try:
         records = [
@@ -181,8 +181,7 @@ def audit(
             and (since is None or r["time"] >= since)
         ][-limit:]
     except (errors.InvalidInputError, KeyError, TypeError) as e:
-        err.print(f"[red]error:[/red] {log}: {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(f"{log}: {e}") from e
     if torn:
         err.print(
             f"[yellow]note:[/yellow] line {torn[0].line} is a torn record (a crash mid-write); skipped"
@@ -218,13 +217,11 @@ def policy(
         typer.echo(json.dumps(policyfile.json_schema(), indent=2, sort_keys=True))
         return
     if path is None:
-        Console(stderr=True).print("[red]error:[/red] give a policy file to check, or --schema")
-        raise typer.Exit(2)
+        raise checks.fail("give a policy file to check, or --schema")
     try:
         p = policyfile.load(path)
     except errors.InvalidInputError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     r = p.rails
     console.print(
         f"{path}: valid. dry-run={'on' if r.dry_run else 'off'}, "

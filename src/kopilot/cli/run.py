@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def run(
         "signals (docs/signals.md). Without it no service has demand history (the scaling "
         "policy's data-quality gate falls back to its reactive rule and says so), and the "
         "health, idle and rightsizing families are off.",
+        callback=checks.http_url,
     ),
     prometheus_timeout: float = typer.Option(
         10.0,
@@ -123,7 +125,11 @@ def run(
         False, "--no-dry-run", help="Act on the cluster (overrides the policy file's dry_run)."
     ),
     metrics_port: int = typer.Option(
-        9102, "--metrics-port", help="Port for /metrics, /healthz, /readyz (-1: off, 0: any)."
+        9102,
+        "--metrics-port",
+        min=-1,
+        max=65535,
+        help="Port for /metrics, /healthz, /readyz (-1: off, 0: any).",
     ),
     metrics_host: str = typer.Option(
         "0.0.0.0", "--metrics-host", help="Address the metrics server binds."
@@ -206,8 +212,7 @@ def run(
     )
 
     def fail(message: str, code: int = 2) -> typer.Exit:
-        console.print(f"[red]error:[/red] {message}")
-        return typer.Exit(code)
+        return checks.fail(message, code)
 
     from dataclasses import replace
 

@@ -76,4 +76,6 @@ def load(path: Path, schema: type[M], *, what: str) -> M:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise errors.InvalidInputError(f"{what} {path}: cannot read it ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise errors.InvalidInputError(f"{what} {path}: not UTF-8 text ({e.reason})") from e
     return parse(text, schema, source=str(path), what=what)
