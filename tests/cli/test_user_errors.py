@@ -66,6 +66,17 @@ CASES: list[tuple[list[str], int]] = [
     (["run", "--kubeconfig", "{garbage}"], 2),
     (["run", "--policy", "{garbage}"], 2),
     (["run", "--interval", "0"], 2),
+    (["run", "--prices", "{garbage}", "--kubeconfig", MISSING], 2),
+    (["run", "--prometheus-timeout", "0"], 2),
+    (["replay-exporter", "--cluster", MISSING], 2),
+    (["replay-exporter", "--cluster", "{garbage}"], 2),
+    (["replay-exporter", "--cluster", "{dir}"], 2),
+    (["replay-exporter", "--port", "99999"], 2),
+    (["replay-exporter", "--speed", "0"], 2),
+    (["replay-exporter", "--start", "soon", "--port", "0"], 2),
+    (["replay-exporter", "--fault", "kind=meteor", "--port", "0"], 2),
+    (["replay-exporter", "--scenario", "{garbage}", "--port", "0"], 2),
+    (["replay-exporter", "--kubeconfig", "{garbage}", "--port", "0"], 2),
     (["scaler", "--port", "99999"], 2),
     (["scaler", "--demand-dir", MISSING], 2),
     (["scaler", "--quantile", "2"], 2),
@@ -102,8 +113,13 @@ def test_a_mistake_is_one_line_and_an_exit_code(
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert exited.value.code == code, out + err
-    # `kopilot serve` logs JSON records on stderr from its start; they are its log, not the error
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith('{"ts"')]
+    # `kopilot serve` logs JSON records on stderr from its start; they are its log, not the error.
+    # `note: ` lines (one each) say what was read around the mistake (a torn record set aside).
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.strip() and not line.startswith(('{"ts"', "note: "))
+    ]
     assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
     assert lines[0].startswith("error: ")
 

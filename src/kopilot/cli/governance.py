@@ -78,10 +78,9 @@ def approve(
         q = approvals.ApprovalQueue(queue)
         listed = q.requests(now)
     except errors.InvalidInputError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     for note in [*q.repairs, *q.skipped]:
-        err.print(f"[yellow]note:[/yellow] {note}")
+        err.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     if request_id is None:
         table = Table(title=f"approval requests in {queue}")
         for col in ("id", "state", "requested", "action", "digest", "by"):
@@ -96,8 +95,7 @@ def approve(
         approver = _approver(q, request_id, now, by, token_file, kubeconfig, context)
         r = q.decide(request_id, approve=not reject, approver=approver, now=now, digest=digest)
     except errors.KopilotError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     console.print(f"{r.id}: {r.state} by {r.by} ({r.via}) - {r.summary}")
 
 

@@ -231,6 +231,10 @@ def run(
             if prices_file is not None
             else prices.PriceBook()
         )
+    except UnicodeDecodeError as e:
+        raise fail(
+            f"price book {prices_file}: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from e
     except (errors.InvalidInputError, OSError) as e:
         raise fail(str(e)) from e
     if advise_dir is not None and not prometheus_url:
