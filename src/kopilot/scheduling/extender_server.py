@@ -1,8 +1,9 @@
 """The extender's HTTP server: `POST /filter`, `/prioritize`, `/bind` (kube-scheduler's extender
 API), `POST /forget` (kopilot: release a pod that ended) and `GET /healthz`.
 
-A malformed body gets HTTP 400 with `{"Error": "<reason>"}`; any fault inside a handler gets 500
-with the reason; the server keeps serving either way.
+A malformed body gets HTTP 400 with `{"Error": "<reason>"}`; a body over `MAX_BODY`, or one
+that would take the bodies held at once past `MAX_BODIES`, gets 413; any fault inside a handler
+gets 500 with the reason; the server keeps serving either way. Limits: docs/extender.md.
 
 uvicorn serves HTTP/1.1 (keep-alive, its httptools parser; a request that is not HTTP gets its
 400 and the connection is closed) and one event loop answers requests one at a time, in arrival
@@ -24,6 +25,12 @@ from kopilot.model import errors
 from kopilot.scheduling import extender_types, extending
 
 MAX_BODY = 64 * 1024 * 1024
+"""One request's body: 5,000 full v1.Node objects (the most one cluster has) with their image
+lists fit."""
+MAX_BODIES = 256 * 1024 * 1024
+"""Bytes of request bodies held at once, over every connection: the event loop reads bodies of
+many connections in turns, so without this a few clients uploading at once could hold
+connections x MAX_BODY. A request that would go past it gets 413 (send it again later)."""
 
 
 def answer(ext: extending.Extender, verb: str, raw: bytes) -> tuple[int, bytes]:
@@ -80,23 +87,50 @@ class App:
     """The extender as a bare ASGI app: no framework between uvicorn's HTTP parser and
     `answer`. Requests are answered in the event loop's thread, one at a time."""
 
-    def __init__(self, extender: extending.Extender) -> None:
+    def __init__(
+        self,
+        extender: extending.Extender,
+        *,
+        max_body: int = MAX_BODY,
+        max_bodies: int = MAX_BODIES,
+    ) -> None:
         self.extender = extender
+        self.max_body = max_body
+        self.max_bodies = max_bodies
+        self.held = 0
+        """Bytes of request bodies being read right now, over every connection."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY:
-                code, payload = 413, _error(f"body over {MAX_BODY} bytes")
-                break
-            if not message.get("more_body", False):
-                code, payload = self._route(scope["method"], scope["path"], bytes(body))
-                break
+        try:
+            while True:
+                message = await receive()
+                chunk = message.get("body", b"")
+                if len(body) + len(chunk) > self.max_body:
+                    code, payload = 413, _error(f"body over {self.max_body} bytes")
+                    break
+                if self.held + len(chunk) > self.max_bodies:
+                    code, payload = (
+                        413,
+                        _error(
+                            f"the extender is reading {self.held} bytes of other requests' bodies "
+                            "(its limit); send this one again in a moment"
+                        ),
+                    )
+                    break
+                body += chunk
+                self.held += len(chunk)
+                if not message.get("more_body", False):
+                    code, payload = self._route(scope["method"], scope["path"], bytes(body))
+                    break
+        finally:
+            self.held -= len(body)
+        del body
         headers = [_JSON, (b"content-length", str(len(payload)).encode())]
+        if code == 413:  # the rest of the body is not read: the connection cannot carry on
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -106,8 +140,8 @@ class App:
             if path in ("/healthz", "/readyz"):
                 return 200, orjson.dumps({"status": "ok", **self.extender.status()})
             return 404, _error(f"no such path {target}; POST /filter, /prioritize, /bind")
-        if method != "POST":
-            return 501, _error(f"unsupported method {method!r}; POST /filter, /prioritize, /bind")
+        if method != "POST":  # the client's mistake: 405, not a server error
+            return 405, _error(f"unsupported method {method!r}; POST /filter, /prioritize, /bind")
         return answer(self.extender, path.rsplit("/", 1)[-1], body)
 
 
