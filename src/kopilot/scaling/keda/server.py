@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf import message
 from grpc import aio
 
 from kopilot.kits import clocks
@@ -259,6 +260,8 @@ class Servicer(pb_grpc.ExternalScalerServicer):
         self.streams = 0
 
     async def _target(self, ref: Any, context: aio.ServicerContext[Any, Any]) -> Target:
+        if ref is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _CORRUPT)
         try:
             return parse_target(ref.name, ref.namespace, dict(ref.scalerMetadata))
         except errors.InvalidInputError as e:
@@ -299,7 +302,7 @@ class Servicer(pb_grpc.ExternalScalerServicer):
         return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
     async def GetMetrics(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        target = await self._target(request.scaledObjectRef, context)
+        target = await self._target(None if request is None else request.scaledObjectRef, context)
         plan = await self._run(self._unary, self._scaler.plan, target)
         log.info("%s -> %d replicas: %s", target.key, plan.replicas, plan.reason)
         value = pb.MetricValue(
@@ -327,6 +330,8 @@ class Health(health_grpc.HealthServicer):
         return health_pb.HealthCheckResponse.SERVING
 
     async def Check(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        if request is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _CORRUPT)
         if request.service not in self.KNOWN:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb.HealthCheckResponse(status=self._status(request.service))
@@ -339,9 +344,83 @@ class Health(health_grpc.HealthServicer):
     async def Watch(
         self, request: Any, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        if request is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _CORRUPT)
         yield health_pb.HealthCheckResponse(status=self._status(request.service))
         await self._stop.wait()
         yield health_pb.HealthCheckResponse(status=self._status(request.service))
+
+
+_CORRUPT = "the request is not a valid protobuf message of this method's type"
+
+
+def _lenient(kind: Any) -> Callable[[bytes], Any]:
+    """`kind`'s parser that answers None for bytes that are not one (the handler then answers
+    INVALID_ARGUMENT; gRPC's own would answer UNKNOWN for the client's mistake)."""
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return kind.FromString(raw)
+        except message.DecodeError:
+            return None
+
+    return parse
+
+
+def _handlers(scaler: Servicer, health: Health) -> list[grpc.GenericRpcHandler]:
+    """The two services' method handlers (what the generated `add_*_to_server` register, with
+    lenient request parsers)."""
+    ref, metrics = _lenient(pb.ScaledObjectRef), _lenient(pb.GetMetricsRequest)
+    check = _lenient(health_pb.HealthCheckRequest)
+    out = grpc.unary_unary_rpc_method_handler
+    stream = grpc.unary_stream_rpc_method_handler
+    return [
+        grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "IsActive": out(
+                    scaler.IsActive,
+                    request_deserializer=ref,
+                    response_serializer=pb.IsActiveResponse.SerializeToString,
+                ),
+                "StreamIsActive": stream(
+                    scaler.StreamIsActive,
+                    request_deserializer=ref,
+                    response_serializer=pb.IsActiveResponse.SerializeToString,
+                ),
+                "GetMetricSpec": out(
+                    scaler.GetMetricSpec,
+                    request_deserializer=ref,
+                    response_serializer=pb.GetMetricSpecResponse.SerializeToString,
+                ),
+                "GetMetrics": out(
+                    scaler.GetMetrics,
+                    request_deserializer=metrics,
+                    response_serializer=pb.GetMetricsResponse.SerializeToString,
+                ),
+            },
+        ),
+        grpc.method_handlers_generic_handler(
+            "grpc.health.v1.Health",
+            {
+                "Check": out(
+                    health.Check,
+                    request_deserializer=check,
+                    response_serializer=health_pb.HealthCheckResponse.SerializeToString,
+                ),
+                "List": out(
+                    health.List,
+                    request_deserializer=_lenient(health_pb.HealthListRequest),
+                    response_serializer=health_pb.HealthListResponse.SerializeToString,
+                ),
+                "Watch": stream(
+                    health.Watch,
+                    request_deserializer=check,
+                    response_serializer=health_pb.HealthCheckResponse.SerializeToString,
+                ),
+            },
+        ),
+    ]
 
 
 @dataclass(slots=True)
@@ -402,8 +481,7 @@ def start(
             stream_pool=streaming,
             max_streams=max_streams,
         )
-        pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-        health_grpc.add_HealthServicer_to_server(Health(stop), server)  # type: ignore[no-untyped-call]
+        server.add_generic_rpc_handlers(_handlers(servicer, Health(stop)))
         failure: Exception | None = None
         try:
             port = server.add_insecure_port(address)
