@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import grpc
-from google.protobuf import message
 from grpc import aio
 
 from kopilot.kits import clocks
@@ -361,7 +360,7 @@ def _lenient(kind: Any) -> Callable[[bytes], Any]:
     def parse(raw: bytes) -> Any:
         try:
             return kind.FromString(raw)
-        except message.DecodeError:
+        except Exception:  # protobuf's DecodeError (google.protobuf has no type stubs here)
             return None
 
     return parse
