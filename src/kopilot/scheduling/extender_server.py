@@ -6,16 +6,19 @@ that would take the bodies held at once past `MAX_BODIES`, gets 413; any fault i
 gets 500 with the reason; the server keeps serving either way. Limits: docs/extender.md.
 
 uvicorn serves HTTP/1.1 (keep-alive, its httptools parser; a request that is not HTTP gets its
-400 and the connection is closed) and one event loop answers requests one at a time, in arrival
-order. The work is CPU-bound Python, so threads would only take turns on the GIL: serving in
-order costs less per request and a request waits only for those that came before it.
+400 and the connection is closed). The event loop reads requests and answers `/healthz`; one
+worker thread answers the verbs one at a time, in arrival order. The work is CPU-bound Python,
+so more threads would only take turns on the GIL; one keeps the loop (and the probe) free while
+a long request is answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from concurrent import futures
 from typing import Any
 
 import orjson
@@ -85,7 +88,9 @@ _JSON = (b"content-type", b"application/json")
 
 class App:
     """The extender as a bare ASGI app: no framework between uvicorn's HTTP parser and
-    `answer`. Requests are answered in the event loop's thread, one at a time."""
+    `answer`. The event loop reads requests and answers `GET /healthz` itself; the verbs are
+    answered by one worker thread, one at a time in arrival order, so a long request (a 60 MB
+    body of 12,000 v1.Nodes) never keeps the probe waiting."""
 
     def __init__(
         self,
@@ -99,40 +104,53 @@ class App:
         self.max_bodies = max_bodies
         self.held = 0
         """Bytes of request bodies being read right now, over every connection."""
+        self.worker = futures.ThreadPoolExecutor(1, thread_name_prefix="extender")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         body = bytearray()
+        refused: bytes | None = None
+        drained = 0
         try:
             while True:
                 message = await receive()
                 chunk = message.get("body", b"")
-                if len(body) + len(chunk) > self.max_body:
-                    code, payload = 413, _error(f"body over {self.max_body} bytes")
-                    break
-                if self.held + len(chunk) > self.max_bodies:
-                    code, payload = (
-                        413,
-                        _error(
-                            f"the extender is reading {self.held} bytes of other requests' bodies "
-                            "(its limit); send this one again in a moment"
-                        ),
+                if refused is not None:
+                    drained += len(chunk)  # read and dropped, so the client hears the 413
+                elif len(body) + len(chunk) > self.max_body:
+                    refused = _error(f"body over {self.max_body} bytes")
+                elif self.held + len(chunk) > self.max_bodies:
+                    refused = _error(
+                        f"the extender is reading {self.held} bytes of other requests' bodies "
+                        "(its limit); send this one again in a moment"
                     )
-                    break
-                body += chunk
-                self.held += len(chunk)
-                if not message.get("more_body", False):
-                    code, payload = self._route(scope["method"], scope["path"], bytes(body))
+                else:
+                    body += chunk
+                    self.held += len(chunk)
+                if refused is not None and body:
+                    self.held -= len(body)
+                    body = bytearray()
+                if not message.get("more_body", False) or drained > self.max_body:
                     break
         finally:
             self.held -= len(body)
+        if refused is not None:
+            code, payload = 413, refused
+        else:
+            code, payload = await self._answer(scope["method"], scope["path"], bytes(body))
         del body
         headers = [_JSON, (b"content-length", str(len(payload)).encode())]
-        if code == 413:  # the rest of the body is not read: the connection cannot carry on
+        if drained > self.max_body:  # the rest of the body is not read: the connection ends
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+    async def _answer(self, method: str, target: str, body: bytes) -> tuple[int, bytes]:
+        if method == "POST":
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.worker, self._route, method, target, body)
+        return self._route(method, target, body)
 
     def _route(self, method: str, target: str, body: bytes) -> tuple[int, bytes]:
         path = target.rstrip("/")
@@ -186,3 +204,6 @@ class Server:
         if self.thread is not None and self.thread.is_alive():
             self.thread.join(timeout=5)
         self.sock.close()
+        app = self.server.config.app
+        if isinstance(app, App):
+            app.worker.shutdown(wait=False, cancel_futures=True)

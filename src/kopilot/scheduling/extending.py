@@ -755,14 +755,15 @@ class Extender:
         )
 
     def status(self) -> dict[str, int]:
-        """How many nodes and pods the extender holds, and pods it could not account."""
-        with self.lock:
-            return {
-                "nodes": len(self.nodes),
-                "pods": len(self.bound),
-                "problems": len(self.problems) + len(self._refused),
-                "broken_nodes": len(self.broken),
-            }
+        """How many nodes and pods the extender holds, and pods it could not account. Read
+        without the lock (each count is one atomic read): the health probe must not wait for
+        a request that holds it."""
+        return {
+            "nodes": len(self.nodes),
+            "pods": len(self.bound),
+            "problems": len(self.problems) + len(self._refused),
+            "broken_nodes": len(self.broken),
+        }
 
     def forget(self, pod_key: str) -> bool:
         """Release a pod the extender bound (it ended or was deleted)."""
