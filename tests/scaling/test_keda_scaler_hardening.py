@@ -125,6 +125,7 @@ def test_streams_past_the_limit_are_resource_exhausted_not_hung(source: Source) 
         ({"service": "x//abs/path"}, "service"),
         ({"service": "a/../.."}, "service"),
         ({"service": "../../etc/passwd"}, "service"),
+        ({"service": "/abs"}, "service"),
     ],
 )
 def test_out_of_range_metadata_is_invalid_argument(

@@ -119,8 +119,8 @@ def _number(meta: Mapping[str, str], key: str, default: float | None, *, most: f
 
 def _service(meta: Mapping[str, str], namespace: str, name: str) -> str:
     raw = meta.get("service") or name
-    where, _, what = raw.rpartition("/")
-    where = where or namespace
+    where, slash, what = raw.rpartition("/")
+    where = where or ("" if slash else namespace)  # "/abs" names no namespace: refused
     if not (_NAMESPACE.match(where) and _NAME.match(what) and len(what) <= 253):
         shown = repr(raw) if len(raw) <= 80 else repr(raw[:77] + "...")
         raise errors.InvalidInputError(
