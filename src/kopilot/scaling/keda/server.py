@@ -28,7 +28,7 @@ keeps serving either way.
 The server is `grpc.aio`: a `StreamIsActive` stream (KEDA's `external-push` trigger holds one
 per ScaledObject for as long as it exists) is a coroutine asleep between messages, not a worker
 thread, so open streams never starve `GetMetrics` and `IsActive`. Plans are computed in a
-thread pool for the unary calls and a separate, smaller one for stream messages; past
+thread pool for the unary calls and a separate one-thread pool for stream messages (fewer threads taking turns on the GIL with the event loop that answers the probes); past
 `max_streams` open streams a new one gets RESOURCE_EXHAUSTED. The standard
 `grpc.health.v1.Health` service answers Kubernetes' gRPC probes.
 """
@@ -454,7 +454,7 @@ def start(
     address: str = "127.0.0.1:0",
     *,
     max_workers: int = 8,
-    stream_workers: int = 2,
+    stream_workers: int = 1,
     stream_interval_s: float = 5.0,
     max_streams: int = MAX_STREAMS,
 ) -> Running:
