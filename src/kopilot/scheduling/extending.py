@@ -429,11 +429,8 @@ class Extender:
         items = list(items)
         with self.lock:
             self._learn(items)
-            return [
-                f"{self.broken[n]}"
-                for n in dict.fromkeys(o.metadata.name for o in items)
-                if n in self.broken
-            ]
+            named = dict.fromkeys(o.metadata.name for o in items)
+            return [self.broken[n] for n in named if n in self.broken]
 
     def _learn(self, items: list[extender_types.Node]) -> None:
         changed = False
