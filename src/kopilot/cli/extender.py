@@ -74,13 +74,12 @@ def extender(
     clock = clocks.WallClock()
     cluster_sync = None
     try:
-        known = []
+        listed = extender_types.NodeList()
         if nodes is not None:
             try:
                 listed = extender_types.decode(nodes.read_bytes(), extender_types.NodeList)
             except extender_types.MalformedError as e:
                 raise errors.InvalidInputError(f"--nodes {nodes}: {e}") from e
-            known = [extending.node_from(n) for n in listed.items or []]
         target = None
         if workload is not None:
             target = profiles.workload_of(
@@ -98,12 +97,16 @@ def extender(
             binder = extender_sync.api_binder(api)
         ext = extending.Extender(
             profile=profile,
-            nodes=known,
             workload=target,
             binder=binder,
             rng=randomness.rng(seed, "extender"),
             clock=clock,
         )
+        for problem in ext.learn(listed.items or []):
+            console.print(
+                f"[yellow]kopilot extender: --nodes {nodes}: {problem}; that node is "
+                "failed for every pod until it changes[/yellow]"
+            )
         if api is not None and sync:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
             cluster_sync = extender_sync.ClusterSync(
@@ -131,7 +134,7 @@ def extender(
         f"synced from the API every {sync_interval:g} s ({len(ext.nodes)} nodes, "
         f"{len(ext.bound)} pods)"
         if cluster_sync is not None
-        else f"{len(known)} node(s) cached"
+        else f"{len(ext.nodes)} node(s) cached"
     )
     console.print(
         f"kopilot extender ({profile}) on http://{host}:{server.port}: {view}, binding {binding}"
