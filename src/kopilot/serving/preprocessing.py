@@ -88,6 +88,18 @@ def _bytes_per_pixel(mode: str) -> int:
     return 4
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation from the metadata read with the header; not `getexif()`, which for
+    a PNG decodes the whole image looking for an eXIf chunk after the pixels."""
+    raw = image.info.get("exif")
+    if not isinstance(raw, bytes | bytearray) or not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(bytes(raw))
+    value = exif.get(0x0112, 1)
+    return value if isinstance(value, int) else 1
+
+
 def decode_cost(mode: str, width: int, height: int, *, rotated: bool = False) -> int:
     """Bytes a decode of `width` x `height` in `mode` allocates: the decoded image, its RGB copy
     when the mode is not RGB, and the upright copy when EXIF says it is rotated or mirrored."""
@@ -173,7 +185,7 @@ def decode(
     if max(width, height) > max_side:
         raise refuse(f"a side over this server's limit of {max_side} pixels")
     try:
-        orientation = image.getexif().get(0x0112, 1)
+        orientation = _orientation(image)
         sideways = orientation in (5, 6, 7, 8)
         up_w, up_h = (height, width) if sideways else (width, height)
         if fit is not None and image.format == "JPEG":
