@@ -166,8 +166,7 @@ def test_headers_trickled_a_byte_at_a_time_still_time_out(impatient: str) -> Non
                 closed = True
                 break
             time.sleep(0.1)
-        answer = rawhttp.read_answer(sock) if not closed else None
-        assert closed or (answer is not None and answer.status == 408)
+        assert closed, "a byte every 0.1 s kept the connection open for 10 s"
     finally:
         sock.close()
 

@@ -48,7 +48,8 @@ def test_rectangular_inputs_are_supported() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "fmt"), [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG")]
+    ("mode", "fmt"),
+    [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG")],
 )
 def test_any_pillow_mode_becomes_rgb(mode: str, fmt: str) -> None:
     data = images_util.encode(Image.new(mode, (40, 30)), fmt)
