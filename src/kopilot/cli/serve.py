@@ -105,11 +105,22 @@ def serve(
 
     SIGTERM finishes in-flight requests, then exits 0. A model that is not a detector exits with code 2 and says why.
     """
-    from kopilot.serving import errors, server, settings
+    from kopilot.serving import errors, preprocessing, server, settings
 
+    if max_inflight_body_mb < max_body_mb:
+        raise typer.BadParameter(
+            f"must be at least --max-body-mb ({max_body_mb:g}), or no such body could be read",
+            param_hint="--max-inflight-body-mb",
+        )
     accepted = tuple(f.strip().upper() for f in formats.split(",") if f.strip())
-    if not accepted:
-        raise typer.BadParameter("name at least one format, e.g. JPEG,PNG", param_hint="--formats")
+    unknown = sorted(set(accepted) - preprocessing.readable_formats())
+    if not accepted or unknown:
+        raise typer.BadParameter(
+            f"unknown format(s) {', '.join(unknown)}; use Pillow's names, e.g. JPEG,PNG,WEBP,BMP"
+            if unknown
+            else "name at least one format, e.g. JPEG,PNG",
+            param_hint="--formats",
+        )
 
     if log_level not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("use debug, info, warning or error", param_hint="--log-level")

@@ -64,6 +64,12 @@ class PreparedImage:
     letterbox: Letterbox
 
 
+def readable_formats() -> frozenset[str]:
+    """The image formats this Pillow can open (the names `--formats` takes)."""
+    Image.init()
+    return frozenset(Image.OPEN)
+
+
 def _refused_format(data: bytes, allowed: tuple[str, ...]) -> str | None:
     """The format outside `allowed` whose signature `data` starts with, by Pillow plugins' own
     cheap `_accept` checks on the first 16 bytes (no plugin parses anything): to name what was
