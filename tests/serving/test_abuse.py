@@ -17,16 +17,18 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from kopilot.serving import admission, detectors, errors, preprocessing
+from kopilot.serving import admission, connections, detectors, errors, preprocessing
 from kopilot.serving import settings as serve_settings
 from tests.serving import images_util, rawhttp, servers
 
@@ -396,3 +398,43 @@ def test_admission_and_the_body_budget_never_exceed_their_limits(
     for claim in claims:
         claim.release()
     assert bodies.held == 0
+
+
+def test_probes_are_answered_by_the_connection_without_entering_the_app() -> None:
+    """The probe paths never reach the ASGI app (so nothing in it can hold them up); every other
+    request does. Real uvicorn with the guarded protocol, and a counting ASGI app."""
+    entered: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        entered.append(scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    fast = {
+        "/healthz": lambda: connections.Answer(
+            status=200, content_type="application/json", body=b'{"status":"alive"}'
+        )
+    }
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    protocol = connections.protocol(serve_settings.ConnectionSettings(), None, fast)
+    instance = uvicorn.Server(
+        uvicorn.Config(app, http=protocol, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        servers.wait_ready(url, alive=thread.is_alive, path="/healthz", timeout=30)
+        probe = httpx.get(f"{url}/healthz?verbose=1")
+        assert (probe.status_code, probe.json()) == (200, {"status": "alive"})
+        assert probe.headers["connection"] == "close"
+        assert httpx.get(f"{url}/other").status_code == 204
+        assert httpx.head(f"{url}/healthz").status_code == 204  # only GET takes the fast path
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+    assert entered == ["/other", "/healthz"]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -62,6 +63,23 @@ def _error(status: int, code: str, message: str, hint: str = "", **headers: str)
     if hint:
         body["error"]["hint"] = hint
     return starlette.responses.JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _json_answer(status: int, body: Any, *headers: tuple[str, str]) -> connections.Answer:
+    return connections.Answer(
+        status=status,
+        content_type="application/json",
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        headers=headers,
+    )
+
+
+def _response(answer: connections.Answer) -> Any:
+    return starlette.responses.Response(
+        answer.body,
+        status_code=answer.status,
+        headers={"content-type": answer.content_type, **dict(answer.headers)},
+    )
 
 
 class Service:
@@ -186,23 +204,46 @@ class Service:
 
     # -- handlers --------------------------------------------------------------------------
 
-    async def healthz(self, _request: starlette.requests.Request) -> Any:
-        return starlette.responses.JSONResponse({"status": "alive", "phase": self.phase.value})
+    # The probes' answers are plain functions: the connection guard serves them itself
+    # (`fast_paths`), and the ASGI routes below give the same answers (HEAD, tests, tools).
 
-    async def readyz(self, _request: starlette.requests.Request) -> Any:
+    def health_answer(self) -> connections.Answer:
+        return _json_answer(200, {"status": "alive", "phase": self.phase.value})
+
+    def ready_answer(self) -> connections.Answer:
         if self.phase is Phase.READY:
-            return starlette.responses.JSONResponse({"status": "ready"})
+            return _json_answer(200, {"status": "ready"})
         message = {
             Phase.LOADING: "the model is loading and warming up",
             Phase.FAILED: f"the model cannot be served: {self.failure}",
             Phase.STOPPING: "the server is shutting down",
         }[self.phase]
-        return _error(503, f"not_ready_{self.phase.value}", message, **{"Retry-After": "1"})
+        body = {"error": {"code": f"not_ready_{self.phase.value}", "message": message}}
+        return _json_answer(503, body, ("Retry-After", "1"))
+
+    def metrics_answer(self) -> connections.Answer:
+        return connections.Answer(
+            status=200,
+            content_type=prometheus_client.CONTENT_TYPE_LATEST,
+            body=self.instruments.exposition(),
+        )
+
+    def fast_paths(self) -> connections.FastPaths:
+        """The probe paths the connection guard answers without the app."""
+        return {
+            "/healthz": self.health_answer,
+            "/readyz": self.ready_answer,
+            "/metrics": self.metrics_answer,
+        }
+
+    async def healthz(self, _request: starlette.requests.Request) -> Any:
+        return _response(self.health_answer())
+
+    async def readyz(self, _request: starlette.requests.Request) -> Any:
+        return _response(self.ready_answer())
 
     async def metrics(self, _request: starlette.requests.Request) -> Any:
-        return starlette.responses.Response(
-            self.instruments.exposition(), media_type=prometheus_client.CONTENT_TYPE_LATEST
-        )
+        return _response(self.metrics_answer())
 
     async def openapi(self, _request: starlette.requests.Request) -> Any:
         return starlette.responses.JSONResponse(openapi.schema())

@@ -15,14 +15,23 @@ of `HttpToolsProtocol` is passed to uvicorn as its `http` protocol class:
   connection that has not sent a complete request head (idle keep-alive, slowloris) is closed;
   only when every connection is busy with a request is the new one refused. A probe's fresh
   connection sends its request at once, so it always gets in.
+- probes on a path of their own: a `GET` of one of the `fast` paths (/healthz, /readyz,
+  /metrics) is answered by the protocol itself as soon as its head is parsed, from a plain
+  function, then the connection closes (as the kubelet's probes expect): no ASGI task, no
+  middleware, no queue, nothing shared with the detection work but the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import http
 import json
+import types
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kopilot.serving import logs, settings
@@ -36,6 +45,30 @@ class ConnectionObserver(Protocol):
     def connection_event(self, event: str) -> None: ...
 
     def open_connections(self, count: int) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """A whole response to a probe, made without the ASGI app."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def encode(self) -> bytes:
+        reason = http.HTTPStatus(self.status).phrase
+        lines = [
+            f"HTTP/1.1 {self.status} {reason}",
+            f"content-type: {self.content_type}",
+            f"content-length: {len(self.body)}",
+            "connection: close",
+            *(f"{k}: {v}" for k, v in self.headers),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+
+
+FastPaths = Mapping[str, Callable[[], Answer]]
 
 
 def timed_out(scope: Any) -> str | None:
@@ -67,12 +100,14 @@ class GuardedProtocol(HttpToolsProtocol):
 
     guard: settings.ConnectionSettings = settings.ConnectionSettings()
     observer: ConnectionObserver | None = None
+    fast: FastPaths = types.MappingProxyType({})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._timer: asyncio.TimerHandle | None = None
         self._opened = 0.0
         self._awaiting_head = True
+        self._answered = False  # this request was a probe the protocol answered itself
 
     # -- uvicorn's protocol callbacks ---------------------------------------------------------
 
@@ -92,16 +127,29 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._awaiting_head = True
+        self._answered = False
         self._arm("header", self.guard.header_timeout_s)
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
+        answer = self._fast_answer()
+        if answer is not None:
+            self._answered = True
+            self._disarm()
+            self.transport.write(answer.encode())
+            self.transport.close()
+            return
         self._arm("body", self.guard.body_timeout_s)
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._disarm()
-        super().on_message_complete()
+        if not self._answered:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -109,6 +157,16 @@ class GuardedProtocol(HttpToolsProtocol):
             self._awaiting_head = True  # idle keep-alive until the next request's head
 
     # -- the guard ----------------------------------------------------------------------------
+
+    def _fast_answer(self) -> Answer | None:
+        if not self.fast or self.parser.get_method() != b"GET" or self.transport.is_closing():
+            return None
+        try:
+            path = httptools.parse_url(self.url).path.decode("latin-1")
+        except httptools.HttpParserInvalidURLError:
+            return None
+        make = self.fast.get(path)
+        return None if make is None else make()
 
     def _arm(self, phase: str, seconds: float) -> None:
         self._disarm()
@@ -169,7 +227,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
 
 def protocol(
-    guard: settings.ConnectionSettings, observer: ConnectionObserver | None = None
+    guard: settings.ConnectionSettings,
+    observer: ConnectionObserver | None = None,
+    fast: FastPaths | None = None,
 ) -> type[GuardedProtocol]:
-    """A `GuardedProtocol` class bound to `guard` and `observer`, for `uvicorn.Config(http=...)`."""
-    return type("GuardedHttpProtocol", (GuardedProtocol,), {"guard": guard, "observer": observer})
+    """A `GuardedProtocol` class bound to `guard`, `observer` and the `fast` probe paths, for
+    `uvicorn.Config(http=...)`."""
+    attributes = {"guard": guard, "observer": observer, "fast": dict(fast or {})}
+    return type("GuardedHttpProtocol", (GuardedProtocol,), attributes)

@@ -40,7 +40,9 @@ class Server:
                 log_level=config.log_level,
                 access_log=False,
                 timeout_graceful_shutdown=int(config.graceful_timeout_s) or None,
-                http=connections.protocol(config.connections, self.service.instruments),
+                http=connections.protocol(
+                    config.connections, self.service.instruments, self.service.fast_paths()
+                ),
                 timeout_keep_alive=config.connections.keep_alive_s,
                 lifespan="on",
                 server_header=False,
