@@ -298,18 +298,26 @@ def test_a_burst_beyond_the_queue_gets_429_before_its_bodies_arrive(
 
         async def admitted() -> list[int]:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                post = [
-                    asyncio.ensure_future(
+
+                def detect() -> asyncio.Future[httpx.Response]:
+                    return asyncio.ensure_future(
                         client.post(
                             "/v1/detect", content=image, headers={"content-type": "image/png"}
                         )
                     )
-                    for _ in range(2)
-                ]
-                for _ in range(400):  # one request runs (held), one waits in the queue
-                    if await asyncio.to_thread(metric, url, "kopilot_serving_queue_depth") == 1:
-                        break
-                    await asyncio.sleep(0.05)
+
+                async def until(name: str, value: float) -> None:
+                    for _ in range(600):
+                        if await asyncio.to_thread(metric, url, name) == value:
+                            return
+                        await asyncio.sleep(0.05)
+                    raise AssertionError(f"{name} never reached {value}")
+
+                post = [detect()]  # taken by the batcher, held in the model
+                await until("kopilot_serving_inflight_requests", 1)
+                await until("kopilot_serving_queue_depth", 0)
+                post.append(detect())  # waits in the queue (size 1)
+                await until("kopilot_serving_queue_depth", 1)
                 try:
                     for _ in range(6):
                         sock = rawhttp.connect(url)
