@@ -59,6 +59,15 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used (from /proc/<pid>/stat), 0 once it has exited."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def http_probe(url: str) -> Probe:
     """GET `url` on a fresh connection with `Connection: close`, as the kubelet's httpGet probe
     does; the status, or None when the status line did not arrive within the timeout. A bare
@@ -125,6 +134,7 @@ class WatchResult:
     rss_after: int
     probes: dict[str, ProbeRecord]
     seconds: float
+    cpu_s: float  # the server's CPU time during the scenario
 
 
 class Watch:
@@ -149,9 +159,11 @@ class Watch:
         self._records: dict[str, list[tuple[int | None, float]]] = {k: [] for k in probes}
         self._threads: list[threading.Thread] = []
         self._started = self._ended = 0.0
+        self._cpu = 0.0
 
     def __enter__(self) -> Watch:
         self._before = self._peak = rss_bytes(self._pid)
+        self._cpu = cpu_seconds(self._pid)
         self._started = time.monotonic()
         self._threads = [threading.Thread(target=self._sample_rss, daemon=True)]
         self._threads += [
@@ -167,6 +179,7 @@ class Watch:
             t.join(timeout=10)
         self._ended = time.monotonic()
         self._after = rss_bytes(self._pid)
+        self._cpu = cpu_seconds(self._pid) - self._cpu
 
     def _sample_rss(self) -> None:
         while not self._stop.is_set():
@@ -199,6 +212,7 @@ class Watch:
             rss_after=self._after,
             probes=probes,
             seconds=self._ended - self._started,
+            cpu_s=self._cpu,
         )
 
 
@@ -235,7 +249,7 @@ def render(outcome: Outcome) -> str:
     w = outcome.watch
     mib = 2**20
     lines = [
-        f"{outcome.name} [{outcome.server}] ({w.seconds:.1f} s)"
+        f"{outcome.name} [{outcome.server}] ({w.seconds:.1f} s, server CPU {w.cpu_s:.1f} s)"
         + (f" - {outcome.note}" if outcome.note else ""),
         f"  RSS: {w.rss_before / mib:.0f} MiB before, peak {w.rss_peak / mib:.0f} MiB, "
         f"{w.rss_after / mib:.0f} MiB after",
