@@ -1,12 +1,14 @@
 """NAB benchmark: kopilot's streaming detector beside its members, simple baselines and the
 published NAB scoreboard, scored with NAB's exact scoring (kopilot.health.nab_scoring).
 
-    python bench/nab.py                       # NAB dev subset + the held-out NAB series
-    python bench/nab.py --data DIR --labels FILE [--profiles profiles.json]
+    python bench/nab.py --data DIR            # NAB dev subset + the held-out NAB series
+    python bench/nab.py --quick               # the bundled sample (6 realAdExchange series)
+    python bench/nab.py --corpus DIR --labels FILE [--profiles profiles.json]
 
-`--data` is any directory laid out like NAB's `data/` (category/file.csv, columns timestamp,value)
-and `--labels` a NAB windows file (labels/combined_windows.json) whose keys are paths relative to
-`--data`. All series run through each detector at once (one stream per series, vectorised); one
+`--data` is the folder holding the data sets nab-dev/ and nab/ (bench/datasets.py). `--corpus` is
+any directory laid out like NAB's `data/` (category/file.csv, columns timestamp,value) and
+`--labels` a NAB windows file (labels/combined_windows.json) whose keys are paths relative to
+`--corpus`. All series run through each detector at once (one stream per series, vectorised); one
 configuration for all files; NAB optimises one threshold per detector and profile over the corpus.
 """
 
@@ -21,17 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 import nab_corpus
 import nab_detectors
 from kopilot.health import nab_scoring, streaming
 from kopilot.model import errors
-from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
 
-SHARED = SHARED_DATA
-DEV_DATA = SHARED / "nab-dev" / "data"
-DEV_LABELS = SHARED / "nab-dev" / "labels" / "combined_windows.json"
-DEV_PROFILES = SHARED / "nab-dev" / "profiles.json"
-HELDOUT_DATA = SHARED / "nab"
 HELDOUT_LABELS = Path(__file__).resolve().parent / "nab_heldout_windows.json"
 
 # The published NAB v1.1 scoreboard (full corpus, 58 files): standard / low FP / low FN.
@@ -114,15 +111,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--data", type=Path, help="directory laid out like NAB's data/")
-    parser.add_argument("--labels", type=Path, help="NAB windows file for --data")
-    parser.add_argument("--profiles", type=Path, default=DEV_PROFILES, help="NAB profiles.json")
+    parser.add_argument("--corpus", type=Path, help="directory laid out like NAB's data/")
+    parser.add_argument("--labels", type=Path, help="NAB windows file for --corpus")
+    parser.add_argument(
+        "--profiles", type=Path, help="NAB profiles.json (default: nab-dev's, else NAB's own)"
+    )
     parser.add_argument(
         "--detectors", default="", help="comma-separated subset of detectors (default: all)"
     )
     parser.add_argument("--per-series", action="store_true", help="print per-series results")
+    datasets.add_arguments(parser, "nab-dev", "nab")
     args = parser.parse_args()
-    if args.profiles.exists():
+    if args.corpus or args.labels:
+        if not (args.corpus and args.labels):
+            parser.error("--corpus and --labels go together")
+        root = None
+    else:
+        root = (
+            datasets.root(args, "nab-dev") if args.quick else datasets.root(args, "nab-dev", "nab")
+        )
+    if args.profiles is None and root is not None:
+        args.profiles = root / "nab-dev" / "profiles.json"
+    if args.profiles is not None and args.profiles.exists():
         profiles = nab_scoring.profiles_from_json(json.loads(args.profiles.read_text()))
     else:
         profiles = nab_scoring.PROFILES
@@ -134,18 +144,23 @@ def main() -> None:
             parser.error(f"unknown detectors {unknown}; known: {list(chosen)}")
         chosen = {k: v for k, v in chosen.items() if k in wanted}
 
-    if args.data or args.labels:
-        if not (args.data and args.labels):
-            parser.error("--data and --labels go together")
+    if root is None:
         try:
-            corpus = nab_corpus.load(args.data, args.labels)
+            corpus = nab_corpus.load(args.corpus, args.labels)
         except errors.InvalidInputError as e:
             parser.exit(2, f"error: {e}\n")
-        runs = [(f"NAB score on {args.data} ({len(corpus.series)} series)", corpus)]
+        runs = [(f"NAB score on {args.corpus} ({len(corpus.series)} series)", corpus)]
+    elif args.quick:
+        dev = nab_corpus.load(
+            root / "nab-dev" / "data", root / "nab-dev/labels/combined_windows.json"
+        )
+        runs = [(f"bundled NAB sample ({len(dev.series)} realAdExchange series)", dev)]
     else:
-        dev = nab_corpus.load(DEV_DATA, DEV_LABELS)
+        dev = nab_corpus.load(
+            root / "nab-dev" / "data", root / "nab-dev/labels/combined_windows.json"
+        )
         held = nab_corpus.load(
-            HELDOUT_DATA, HELDOUT_LABELS, only={"nyc_taxi.csv", "elb_request_count_8c0756.csv"}
+            root / "nab", HELDOUT_LABELS, only={"nyc_taxi.csv", "elb_request_count_8c0756.csv"}
         )
         runs = [
             (f"NAB dev subset ({len(dev.series)} series)", dev),

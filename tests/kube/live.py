@@ -60,12 +60,19 @@ def namespace(api: apis.Api) -> Iterator[str]:
 
 @contextlib.contextmanager
 def node_group(
-    api: apis.Api, count: int, *, gpus: int = 8, labels: dict[str, str] | None = None
+    api: apis.Api,
+    count: int,
+    *,
+    gpus: int = 8,
+    labels: dict[str, str] | None = None,
+    extended: dict[str, str] | None = None,
 ) -> Iterator[list[str]]:
-    """`count` kwok nodes with `gpus` A100s each (or what `labels` say), Ready; deleted afterwards."""
+    """`count` kwok nodes with `gpus` A100s each (or what `labels` say), Ready; deleted afterwards.
+    `extended` adds capacity (MIG slices: `{"nvidia.com/mig-1g.10gb": "14"}`)."""
     group = uuid.uuid4().hex[:8]
     names = [f"n-{group}-{i}" for i in range(count)]
     capacity = {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": str(gpus)}
+    capacity.update(extended or {})
     try:
         for name in names:
             api.post(
@@ -135,15 +142,17 @@ def deployment(
     annotations: dict[str, str] | None = None,
     gpus: int = 0,
     group_nodes: list[str] | None = None,
+    memory_limit: str | None = None,
 ) -> dict[str, Any]:
-    limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    limits = {**gpu, **({"memory": memory_limit} if memory_limit is not None else {})}
     spec: dict[str, Any] = {
         "containers": [
             {
                 "name": "model",
                 "image": "registry.invalid/kopilot/detector:test",  # kwok never pulls it
                 "resources": {
-                    "requests": {"cpu": "100m", "memory": "128Mi", **limits},
+                    "requests": {"cpu": "100m", "memory": "128Mi", **gpu},
                     "limits": limits,
                 },
             }

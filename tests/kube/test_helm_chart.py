@@ -69,7 +69,14 @@ def test_rbac_switches_remove_their_rules(helm: Path) -> None:
     assert ("pods/eviction", "create") in default
     assert ("deployments/scale", "patch") in default
     narrowed = verbs(
-        render(helm, "ns", "rbac.allowScale=false", "rbac.allowCordon=false", "rbac.allowBind=true")
+        render(
+            helm,
+            "ns",
+            "rbac.allowScale=false",
+            "rbac.allowCordon=false",
+            "rbac.allowRepartition=false",
+            "rbac.allowBind=true",
+        )
     )
     assert ("deployments/scale", "patch") not in narrowed
     assert ("deployments", "patch") not in narrowed
@@ -166,8 +173,23 @@ def test_chart_rbac_is_least_privilege(
         ("ml", {"verb": "create", "resource": "pods", "subresource": "eviction"}),
         (None, {"verb": "patch", "resource": "nodes"}),
         ("ml", {"verb": "create", "resource": "events"}),
+        ("ml", {"verb": "watch", "group": "kopilot.io", "resource": "modelservices"}),
+        (
+            "ml",
+            {
+                "verb": "patch",
+                "group": "kopilot.io",
+                "resource": "modelservices",
+                "subresource": "status",
+            },
+        ),
         (namespace, {"verb": "create", **lease}),
         (namespace, {"verb": "update", "name": "kopilot", **lease}),
+        (None, {"verb": "create", "group": "authentication.k8s.io", "resource": "tokenreviews"}),
+        (
+            None,
+            {"verb": "create", "group": "authorization.k8s.io", "resource": "subjectaccessreviews"},
+        ),
     ]
     denied = [
         ("ml", {"verb": "get", "resource": "secrets"}),
@@ -176,6 +198,7 @@ def test_chart_rbac_is_least_privilege(
         (None, {"verb": "delete", "resource": "nodes"}),
         ("ml", {"verb": "update", **scale}),
         ("ml", {"verb": "delete", "group": "apps", "resource": "deployments"}),
+        ("ml", {"verb": "patch", "group": "kopilot.io", "resource": "modelservices"}),  # spec
         (namespace, {"verb": "update", "name": "someone-elses", **lease}),
         ("ml", {"verb": "update", "name": "kopilot", **lease}),
         (

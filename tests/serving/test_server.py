@@ -274,4 +274,4 @@ def test_a_model_that_is_not_a_detector_stops_the_server_with_a_clear_error(
     process.terminate()
     log = (tmp_path / "server.log").read_text()
     assert exit_code == 2, log
-    assert "kopilot serve:" in log and "a classifier or another kind of model" in log
+    assert "error: " in log and "a classifier or another kind of model" in log

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 
 @app.command()
 def extender(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 inside a pod)."),
-    port: int = typer.Option(8888, help="Port to listen on."),
+    port: int = typer.Option(8888, min=0, max=65535, help="Port to listen on."),
     profile: str = typer.Option(
         "kopilot",
         help="Placement profile: kopilot, fgd, bestfit, packing, clustering, dotprod, random.",
@@ -118,9 +119,13 @@ def extender(
                 )
             cluster_sync.start()
     except (errors.KopilotError, OSError, ValueError) as e:
-        console.print(f"[red]kopilot extender: {e}[/red]")
-        raise typer.Exit(2) from e
-    server = extender_server.Server(ext, host=host, port=port)
+        raise checks.fail(str(e)) from e
+    try:
+        server = extender_server.Server(ext, host=host, port=port)
+    except OSError as e:
+        if cluster_sync is not None:
+            cluster_sync.stop()
+        raise checks.fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     binding = "through the API" if binder is not extending.no_binding else "recorded only (dry run)"
     view = (
         f"synced from the API every {sync_interval:g} s ({len(ext.nodes)} nodes, "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from kopilot.governance import governor, guardrails, policyfile
+    from kopilot.governance import audit, governor, guardrails, policyfile
     from kopilot.metrics import prometheus
     from kopilot.model import series
 
@@ -55,9 +56,45 @@ def run(
     prometheus_url: str | None = typer.Option(
         None,
         "--prometheus-url",
-        help="Prometheus base URL for the services' `kopilot.io/demand-query`. Without it no "
-        "service has demand history, and the scaling policy's data-quality gate falls back to "
-        "its reactive rule (and says so in every action's reason).",
+        help="Prometheus base URL: the services' `kopilot.io/demand-query` and the health "
+        "signals (docs/signals.md). Without it no service has demand history (the scaling "
+        "policy's data-quality gate falls back to its reactive rule and says so), and the "
+        "health, idle and rightsizing families are off.",
+        callback=checks.http_url,
+    ),
+    prometheus_timeout: float = typer.Option(
+        10.0,
+        "--prometheus-timeout",
+        min=0.1,
+        help="Seconds each Prometheus query may take; a slower answer counts as unreachable "
+        "this cycle (no health action; the reason goes to the audit log).",
+    ),
+    signals_history: float = typer.Option(
+        3600.0,
+        "--signals-history",
+        min=60.0,
+        help="History of each health signal read per cycle (s; docs/signals.md).",
+    ),
+    advise_dir: Path | None = typer.Option(
+        None,
+        "--advise-dir",
+        help="Also write the `kopilot advise` report (advise.json, .csv, .html) here, rebuilt "
+        "every --advise-every from Prometheus (needs --prometheus-url). Default: not written.",
+        file_okay=False,
+    ),
+    prices_file: Path | None = typer.Option(
+        None,
+        "--prices",
+        help="YAML price book (as `kopilot advise --prices`) for the idle family's wasted cost "
+        "and the advise report; default: OpenCost's on-prem prices.",
+        exists=True,
+        dir_okay=False,
+    ),
+    advise_every: float = typer.Option(
+        21600.0, "--advise-every", min=60.0, help="Seconds between two advise reports."
+    ),
+    advise_window: float = typer.Option(
+        86400.0, "--advise-window", min=3600.0, help="History each advise report covers (s)."
     ),
     interval: float = typer.Option(15.0, "--interval", min=1.0, help="Seconds between cycles."),
     once: bool = typer.Option(False, "--once", help="Run one cycle, then exit."),
@@ -88,7 +125,11 @@ def run(
         False, "--no-dry-run", help="Act on the cluster (overrides the policy file's dry_run)."
     ),
     metrics_port: int = typer.Option(
-        9102, "--metrics-port", help="Port for /metrics, /healthz, /readyz (-1: off, 0: any)."
+        9102,
+        "--metrics-port",
+        min=-1,
+        max=65535,
+        help="Port for /metrics, /healthz, /readyz (-1: off, 0: any).",
     ),
     metrics_host: str = typer.Option(
         "0.0.0.0", "--metrics-host", help="Address the metrics server binds."
@@ -128,11 +169,19 @@ def run(
     """Run kopilot against a live Kubernetes cluster.
 
     Every --interval seconds: snapshot the cluster from watch caches (nodes, pods, and the
-    Deployments/StatefulSets annotated `kopilot.io/managed: "true"`), read each service's demand
-    from Prometheus, let the policies decide (predictive scaling ahead of cold starts, cordoning
-    nodes that stay NotReady), pass every action through the governor, record every verdict in
-    the audit log, and apply what is approved: the scale subresource, cordons, evictions that
-    respect PodDisruptionBudgets, Events and `kopilot.io/last-action` annotations saying why.
+    Deployments/StatefulSets a kopilot.io ModelService targets or annotated
+    `kopilot.io/managed: "true"`), read each service's demand
+    and the health signals (memory, latency, errors, GPU XIDs...) from Prometheus, let the
+    families decide (scaling: predictive, ahead of cold starts; readiness: cordon nodes that stay
+    NotReady; health: restart a leaking pod before its memory limit, cordon and drain a node
+    with a failing GPU, alert on anomalies; mig: relabel MIG nodes with a named GPU-operator
+    config after evicting their GPU pods; idle: scale idle GPU services to zero; rightsizing:
+    recommend requests as Events), pass every action through the governor, record every
+    verdict in the audit log, and apply what is approved: the scale subresource, cordons,
+    evictions that respect PodDisruptionBudgets, Events and `kopilot.io/last-action` annotations
+    saying why. The policy file's `families:` switches each family on or off and bounds it;
+    health's restarts and cordons, and mig's repartitions, wait for `kopilot approve` by default
+    (docs/live.md, docs/live-families.md).
 
     Dry-run by default: nothing changes until --no-dry-run or a policy file with `dry_run: false`.
     With leader election (the default) only the replica holding the Lease acts.
@@ -143,15 +192,18 @@ def run(
 
     from rich.console import Console
 
-    from kopilot.governance import approvals, audit, governor, guardrails, policyfile
-    from kopilot.health import readiness
+    from kopilot.cost import prices
+    from kopilot.governance import approvals, audit, families, governor, policyfile
+    from kopilot.health import monitors, readiness
     from kopilot.kits import clocks, randomness
     from kopilot.kube import apis, leases, running, worlds
     from kopilot.loop import cycles
     from kopilot.metrics import exporter as exporter_
-    from kopilot.metrics import prometheus
-    from kopilot.model import errors
+    from kopilot.metrics import prometheus, signals
+    from kopilot.model import cluster, errors
+    from kopilot.report import advice
     from kopilot.scaling import planning
+    from kopilot.scheduling import repartitioning
 
     console = Console(stderr=True)
     logging.basicConfig(
@@ -160,8 +212,7 @@ def run(
     )
 
     def fail(message: str, code: int = 2) -> typer.Exit:
-        console.print(f"[red]error:[/red] {message}")
-        return typer.Exit(code)
+        return checks.fail(message, code)
 
     from dataclasses import replace
 
@@ -170,11 +221,20 @@ def run(
     except errors.InvalidInputError as e:
         raise fail(str(e)) from e
 
-    def rails_of(held: policyfile.Policy | None) -> guardrails.Guardrails:
-        rails = held.rails if held is not None else guardrails.Guardrails()
-        return replace(rails, dry_run=False) if no_dry_run else rails
+    def rails_of(held: policyfile.Policy) -> guardrails.Guardrails:
+        return replace(held.rails, dry_run=False) if no_dry_run else held.rails
 
-    rails = rails_of(holder.policy if policy is not None else None)
+    rails = rails_of(holder.policy)
+    try:
+        book = (
+            prices.parse(prices_file.read_text(), source=str(prices_file))
+            if prices_file is not None
+            else prices.PriceBook()
+        )
+    except (errors.InvalidInputError, OSError) as e:
+        raise fail(str(e)) from e
+    if advise_dir is not None and not prometheus_url:
+        raise fail("--advise-dir needs --prometheus-url (the report is read from Prometheus)")
     policy_mtime = policy.stat().st_mtime if policy is not None else 0.0
 
     try:
@@ -186,7 +246,7 @@ def run(
 
     clock = clocks.WallClock()
     me = identity or f"{socket.gethostname()}-{os.getpid()}"
-    prom = prometheus.Client(prometheus_url) if prometheus_url else None
+    prom = prometheus.Client(prometheus_url, timeout=prometheus_timeout) if prometheus_url else None
     exporter = exporter_.Exporter(clock, stale_after_s=max(300.0, 10 * interval))
     metrics_server = None
     if metrics_port >= 0:
@@ -202,6 +262,9 @@ def run(
         clock=clock,
         rng=randomness.rng(os.getpid(), "kube-retries"),
         demand=PrometheusDemand(prom) if prom is not None else None,
+        signals=signals.Reader(prom, signals.Settings(history_s=signals_history))
+        if prom is not None
+        else None,
         settings=worlds.Settings(
             identity=me,
             demand_history_s=demand_history,
@@ -214,14 +277,52 @@ def run(
         elector = leases.LeaseElector(world.api, identity=me, clock=clock, settings=lease_settings)
         world.may_act = elector.is_leader
     slots = [
-        cycles.PolicySlot(policy=planning.ForecastPolicy()),
-        cycles.PolicySlot(policy=readiness.ReadinessPolicy(grace_s=node_grace)),
+        cycles.PolicySlot(policy=planning.ForecastPolicy(), family=families.SCALING),
+        cycles.PolicySlot(
+            policy=readiness.ReadinessPolicy(grace_s=node_grace), family=families.READINESS
+        ),
     ]
+    health = cycles.PolicySlot(
+        policy=monitors.HealthPolicy(settings=holder.policy.health),
+        family=families.HEALTH,
+        needs=frozenset({cluster.METRICS}),
+    )
+    idle = cycles.PolicySlot(
+        policy=replace(holder.policy.idle, book=book),
+        family=families.IDLE,
+        needs=frozenset({cluster.METRICS}),
+    )
+    sizing = cycles.PolicySlot(
+        policy=holder.policy.rightsizing,
+        family=families.RIGHTSIZING,
+        needs=frozenset({cluster.METRICS}),
+    )
+    slots.append(cycles.PolicySlot(policy=repartitioning.RepartitionPolicy(), family=families.MIG))
+    if prom is not None:
+        # Without a Prometheus there are no signals at all: that is how kopilot was started,
+        # not a fault of this cycle, so it is said once here instead of audited every cycle.
+        slots += [health, idle, sizing]
+    adviser = (
+        advice.LiveAdvice(
+            client=prom,
+            out=advise_dir,
+            every_s=advise_every,
+            window_s=advise_window,
+            namespace=namespace[0] if len(namespace) == 1 else None,
+            book=book,
+        )
+        if advise_dir is not None and prom is not None
+        else None
+    )
     gov = governor.Governor(rails)
     try:
-        log = audit.AuditLog(audit_log)
+        log = audit.AuditLog(audit_log, fsync=True)
+        holder.record(log, clock.now())
+        queue = approvals.ApprovalQueue(approvals_path)
     except errors.KopilotError as e:
         raise fail(str(e)) from e
+    for note in [*log.repairs, *queue.repairs, *queue.skipped]:
+        console.print(f"[yellow]note:[/yellow] {note}")
     runner = running.Runner(
         world,
         slots,
@@ -230,7 +331,7 @@ def run(
         clock=clock,
         elector=elector,
         resume_max_age_s=3 * interval,
-        queue=approvals.ApprovalQueue(approvals_path),
+        queue=queue,
         approval_ttl_s=holder.policy.approval_ttl_s,
     )
 
@@ -244,8 +345,12 @@ def run(
     mode = "dry-run" if rails.dry_run else "acting"
     console.print(
         f"kopilot run as {me}: {mode}; interval {interval:g} s; audit log {audit_log}; "
-        f"demand from {prometheus_url or 'nowhere (no --prometheus-url)'}"
+        f"demand and signals from {prometheus_url or 'nowhere (no --prometheus-url)'}"
     )
+    if prom is None:
+        console.print(
+            "health, idle and rightsizing families off: they need the signals of --prometheus-url"
+        )
     code = 0
     try:
         try:
@@ -254,9 +359,14 @@ def run(
                 while not stopping.is_set():
                     began = clock.now()
                     if policy is not None:
-                        policy_mtime = _reload_policy(
-                            console, holder, policy, policy_mtime, gov, rails_of
+                        seen = _reload_policy(
+                            console, holder, policy, policy_mtime, gov, rails_of, log, began
                         )
+                        if seen != policy_mtime:
+                            health.policy = monitors.HealthPolicy(settings=holder.policy.health)
+                            idle.policy = replace(holder.policy.idle, book=book)
+                            sizing.policy = holder.policy.rightsizing
+                        policy_mtime = seen
                     step = runner.step()
                     judged = step.report.judged if step.report else ()
                     exporter.observe_step(
@@ -268,6 +378,8 @@ def run(
                         problems=len(step.problems),
                     )
                     _print_step(console, step, verbose)
+                    if adviser is not None and step.leader and adviser.due(clock.now()):
+                        console.print(adviser.write(clock.now()))
                     if once:
                         code = 1 if step.error else 0
                         break
@@ -291,8 +403,11 @@ def _reload_policy(
     mtime: float,
     gov: governor.Governor,
     rails_of: Callable[[policyfile.Policy], guardrails.Guardrails],
+    log: audit.AuditLog,
+    at: float,
 ) -> float:
-    """Re-read the policy file if it changed; a bad edit keeps the policy in force."""
+    """Re-read the policy file if it changed; a bad edit keeps the policy in force. Either way
+    the reload is written to the audit log."""
     try:
         now = path.stat().st_mtime
     except OSError as e:
@@ -300,7 +415,7 @@ def _reload_policy(
         return mtime
     if now == mtime:
         return mtime
-    if holder.reload():
+    if holder.reload(log, at):
         gov.rails = rails_of(holder.policy)
         mode = "dry-run" if gov.rails.dry_run else "acting"
         console.print(f"policy {path} reloaded: {mode}")
@@ -335,6 +450,8 @@ def _print_step(console: object, step: object, verbose: bool) -> None:
     )
     for failure in report.failures:
         console.print(f"  [red]failed:[/red] {failure}")
+    for skipped in report.skipped:
+        console.print(f"  [yellow]skipped:[/yellow] {skipped}")
     if verbose:
         for v in report.judged:
             console.print(f"  {v.outcome}: {v.action.target} - {v.reason}")

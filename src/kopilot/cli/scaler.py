@@ -20,7 +20,9 @@ def scaler(
         file_okay=False,
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(6000, help="Port to listen on (0 picks a free one)."),
+    port: int = typer.Option(
+        6000, min=0, max=65535, help="Port to listen on (0 picks a free one)."
+    ),
     quantile: float = typer.Option(
         0.95,
         min=0.5,

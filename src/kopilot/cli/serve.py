@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 
@@ -19,6 +20,8 @@ def serve(
         "--model",
         "-m",
         help="A YOLO-family ONNX detector (e.g. from `yolo export model=yolov8n.pt format=onnx`).",
+        exists=True,
+        dir_okay=False,
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 in a container)."),
     port: int = typer.Option(8080, min=0, max=65535, help="TCP port to listen on."),
@@ -168,5 +171,4 @@ def serve(
     try:
         server.Server(config).run()
     except errors.ModelError as e:
-        typer.echo(f"kopilot serve: {e}", err=True)
-        raise typer.Exit(code=2) from e
+        raise checks.fail(str(e)) from e
