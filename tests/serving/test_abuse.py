@@ -14,6 +14,8 @@ import asyncio
 import itertools
 import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -446,3 +448,20 @@ def test_probes_are_answered_by_the_connection_without_entering_the_app() -> Non
         thread.join(timeout=30)
         sock.close()
     assert entered == ["/other", "/healthz"]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--formats", "JPEG,NOPE"], "NOPE"),
+        (["--max-body-mb", "30", "--max-inflight-body-mb", "10"], "--max-inflight-body-mb"),
+    ],
+)
+def test_limits_that_cannot_work_stop_the_command_with_one_line(
+    tiny_classic: pathlib.Path, args: list[str], names: str
+) -> None:
+    command = [sys.executable, "-c", "from kopilot.cli import main; main()", "serve"]
+    command += ["--model", str(tiny_classic), "--host", "127.0.0.1", "--port", "0", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert names in done.stderr and "Traceback" not in done.stderr
