@@ -121,6 +121,7 @@ class ProbeRecord:
     answered: int  # 200 within the kubelet's timeout
     worst_s: float  # slowest answer (the timeout when one got none)
     statuses: dict[str, int]
+    missed_at: tuple[float, ...] = ()  # seconds into the scenario of each poll that missed
 
     @property
     def held(self) -> bool:
@@ -156,7 +157,7 @@ class Watch:
         self._stop = threading.Event()
         self._peak = 0
         self._before = self._after = 0
-        self._records: dict[str, list[tuple[int | None, float]]] = {k: [] for k in probes}
+        self._records: dict[str, list[tuple[int | None, float, float]]] = {k: [] for k in probes}
         self._threads: list[threading.Thread] = []
         self._started = self._ended = 0.0
         self._cpu = 0.0
@@ -192,19 +193,24 @@ class Watch:
             started = time.monotonic()
             status = probe(self._timeout)
             elapsed = time.monotonic() - started
-            self._records[name].append((status, elapsed))
+            self._records[name].append((status, elapsed, started - self._started))
             self._stop.wait(max(0.0, self._probe_every - elapsed))
 
     def result(self) -> WatchResult:
         probes = {}
         for name, records in self._records.items():
-            ok = [e for s, e in records if s == 200 and e <= self._timeout]
-            statuses = collections.Counter(str(s) if s is not None else "none" for s, _ in records)
+            ok = [e for s, e, _ in records if s == 200 and e <= self._timeout]
+            statuses = collections.Counter(
+                str(s) if s is not None else "none" for s, _, _ in records
+            )
             probes[name] = ProbeRecord(
                 polls=len(records),
                 answered=len(ok),
-                worst_s=max((e for _, e in records), default=0.0),
+                worst_s=max((e for _, e, _ in records), default=0.0),
                 statuses=dict(statuses),
+                missed_at=tuple(
+                    round(at, 2) for s, e, at in records if s != 200 or e > self._timeout
+                ),
             )
         return WatchResult(
             rss_before=self._before,
@@ -258,6 +264,7 @@ def render(outcome: Outcome) -> str:
         lines.append(
             f"  {name}: {r.answered}/{r.polls} answered 200 within {KUBELET_TIMEOUT_S:g} s "
             f"(worst {r.worst_s:.2f} s; {_counts(r.statuses)}) -> {'held' if r.held else 'MISSED'}"
+            + (f" at {', '.join(f'{t:g}' for t in r.missed_at[:8])} s" if r.missed_at else "")
         )
     lines.append(f"  abusive clients got: {_counts(outcome.abusive)}")
     lines.append(f"  well-behaved clients got: {_counts(outcome.good)}")
