@@ -115,9 +115,15 @@ def test_detections_match_the_model_run_directly(
 BAD = [
     (
         "not an image",
-        {"content": b"GIF89a but not really", "headers": {"content-type": "image/gif"}},
+        {"content": b"hello, not an image", "headers": {"content-type": "image/jpeg"}},
         400,
         "not_an_image",
+    ),
+    (
+        "a format outside the allow-list",
+        {"content": b"GIF89a but not really", "headers": {"content-type": "image/gif"}},
+        415,
+        "unsupported_format",
     ),
     (
         "wrong content type",
