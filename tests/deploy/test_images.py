@@ -1,0 +1,165 @@
+"""The two images scripts/build-images.sh builds run their entry points, as the users the charts
+expect, and the serving image answers its health checks and a detection from inside the image.
+
+Each image runs with `buildah run` (vfs storage, chroot isolation: the host's network, so the
+server listens on 127.0.0.1 only). Without buildah, or with images built from other inputs than
+this checkout's, the tests skip locally and fail under CI=true (scripts/setup.d/60-images.sh
+builds them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.deploy.conftest import missing
+from tests.serving import onnx_models
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+BUILDAH = ["buildah", "--storage-driver", "vfs"]
+VERSION = yaml.safe_load((REPO / "deploy" / "helm" / "kopilot" / "Chart.yaml").read_text())[
+    "appVersion"
+]
+# image -> (the chart that runs it, the user it runs as)
+IMAGES = {
+    f"localhost/kopilot-controller:{VERSION}": ("kopilot", "65532"),
+    f"localhost/kopilot-serving:{VERSION}": ("model-service", "10001"),
+}
+SAMPLE = REPO / "tests" / "serving" / "data" / "bus.jpg"
+
+
+@pytest.fixture(scope="session")
+def built() -> None:
+    """Both images, built from this checkout's sources, constraints and build script."""
+    if shutil.which("buildah") is None:
+        missing("buildah is not installed: run `bash scripts/setup.d/60-images.sh`")
+    check = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-images.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check.returncode != 0:
+        missing(f"images are not current: {check.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def container(image: str) -> Iterator[str]:
+    name = subprocess.run(
+        [*BUILDAH, "from", "--pull-never", image], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        yield name
+    finally:
+        subprocess.run([*BUILDAH, "rm", name], capture_output=True, check=False)
+
+
+def entrypoint(image: str) -> list[str]:
+    """The image's ENTRYPOINT (buildah run runs the command it is given, not the entry point)."""
+    template = "{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}"
+    out = subprocess.run(
+        [*BUILDAH, "inspect", "--type", "image", "--format", template, image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
+def run(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BUILDAH, "run", "--isolation", "chroot", name, "--", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("image", list(IMAGES))
+def test_each_image_runs_its_entry_point_as_its_unprivileged_user(built: None, image: str) -> None:
+    _, user = IMAGES[image]
+    with container(image) as name:
+        version = run(name, *entrypoint(image), "--version")
+        assert version.returncode == 0, version.stderr
+        assert version.stdout.strip() == f"kopilot {VERSION}"
+        ids = run(name, "python3", "-c", "import os; print(os.getuid(), os.getgid())")
+        assert ids.stdout.split() == [user, user], ids.stderr
+
+
+def test_the_charts_run_the_images_built(built: None) -> None:
+    for image, (chart, user) in IMAGES.items():
+        values = yaml.safe_load((REPO / "deploy" / "helm" / chart / "values.yaml").read_text())
+        assert f"localhost/{values['image']['repository']}:{VERSION}" == image
+        pod_security = values.get("podSecurityContext") or {}
+        assert str(pod_security.get("runAsUser")) == user
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_serving_image_answers_its_health_checks_and_detects(
+    built: None, tmp_path: Path
+) -> None:
+    model = onnx_models.classic_detector(tmp_path / "model.onnx")
+    model.chmod(0o644)
+    tmp_path.chmod(0o755)
+    image = f"localhost/kopilot-serving:{VERSION}"
+    port = free_port()
+    with container(image) as name:
+        argv = [*BUILDAH, "run", "--isolation", "chroot"]
+        argv += ["--volume", f"{tmp_path}:/models:ro", name, "--"]
+        argv += [*entrypoint(image), "serve", "--model=/models/model.onnx"]
+        argv += ["--host=127.0.0.1", f"--port={port}", "--max-queue-delay-ms=1"]
+        server = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            ready = None
+            while time.monotonic() < deadline and server.poll() is None:
+                with contextlib.suppress(httpx.TransportError):
+                    ready = httpx.get(f"{base}/readyz", timeout=5)
+                    if ready.status_code == 200:
+                        break
+                time.sleep(0.5)
+            assert ready is not None and ready.status_code == 200, "server never became ready"
+            assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            detected = httpx.post(
+                f"{base}/v1/detect",
+                content=SAMPLE.read_bytes(),
+                headers={"Content-Type": "image/jpeg"},
+                timeout=60,
+            )
+            assert detected.status_code == 200, detected.text
+            assert "detections" in detected.json()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            try:
+                output, _ = server.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                output, _ = server.communicate()
+        assert server.returncode == 0, output  # SIGTERM: in-flight requests finish, exit 0
