@@ -172,7 +172,7 @@ BASE="localhost/kopilot-base:$BASE_KEY"
 SRC_KEY="$(
   find src -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 \
     | LC_ALL=C sort -z | xargs -0 sha256sum
-  sha256sum pyproject.toml README.md constraints.txt
+  sha256sum pyproject.toml constraints.txt  # README.md only fills the wheel's description
 )"
 APP_KEY="$(printf '%s\n' "$BASE_KEY" "$(declare -f build_app)" "$SRC_KEY" | sha)"
 

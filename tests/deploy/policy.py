@@ -420,12 +420,15 @@ def _workload_write(docs: list[Doc]) -> Iterator[Finding]:
 
 @check("node-write-when-namespaced")
 def _node_write(docs: list[Doc]) -> Iterator[Finding]:
-    """A chart limited to some namespaces (it has RoleBindings and no cluster-wide binding of a
-    role that writes) must not write to nodes, which belong to the whole cluster."""
-    role_bindings = [
-        d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "ClusterRole"
-    ]
-    if not role_bindings:
+    """A controller limited to some namespaces (a `--namespace=` argument) must not write to
+    nodes, which belong to the whole cluster."""
+    limited = any(
+        str(arg).startswith("--namespace=")
+        for w in workloads(docs)
+        for _, c in containers(w)
+        for arg in c.get("args") or []
+    )
+    if not limited:
         return
     cluster_bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
     for role, rule in _rules(docs):

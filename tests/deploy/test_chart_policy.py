@@ -67,6 +67,7 @@ def test_charts_pass_the_policy_check_with_written_exceptions(helm: Path) -> Non
 
 def test_a_replicated_controller_needs_a_shared_audit_log(helm: Path) -> None:
     argv = [str(helm), "template", "rel", str(CHARTS / "kopilot"), "--set", "replicaCount=2"]
+    argv += ["--kube-version", KUBE_VERSION]
     result = subprocess.run(argv, check=False, capture_output=True, text=True)
     assert result.returncode != 0
     assert "replicaCount > 1 needs a ReadWriteMany audit-log claim" in result.stderr
@@ -219,13 +220,7 @@ BREAKS: list[tuple[str, Edit]] = [
         "node-write-when-namespaced",
         lambda d: (
             rules(d).append({"resources": ["nodes"], "verbs": ["patch"]}),
-            d.append(
-                {
-                    "kind": "RoleBinding",
-                    "metadata": {"name": "y"},
-                    "roleRef": {"kind": "ClusterRole", "name": "z"},
-                }
-            ),
+            container(d).update(args=["run", "--namespace=ml"]),
         ),
     ),
 ]
