@@ -8,12 +8,13 @@ ServiceAccount may and may not do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +104,21 @@ def test_a_namespaced_controller_acts_only_in_its_namespaces(helm: Path) -> None
 def installed(
     helm: Path, api_client: client.ApiClient
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """The chart's objects created in a fresh namespace; all of them removed afterwards."""
+    with install(helm, api_client) as release:
+        yield release
+
+
+@contextlib.contextmanager
+def install(
+    helm: Path, api_client: client.ApiClient, *values: str, managed: Sequence[str] = ()
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The chart's objects created in a fresh namespace (and the `managed` namespaces, which are
+    created first); all of them removed afterwards."""
     namespace = f"kopilot-{uuid.uuid4().hex[:6]}"
-    docs = render(helm, namespace, f"fullnameOverride=kopilot-{namespace}")
+    docs = render(helm, namespace, f"fullnameOverride=kopilot-{namespace}", *values)
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    for name in (namespace, *managed):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     # The audit log's claim binds to this volume (the test cluster has no provisioner).
     (claim,) = by_kind(docs, "PersistentVolumeClaim")
     volume = core.create_persistent_volume(
@@ -131,7 +142,9 @@ def installed(
             resource = api.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
             resource.create(
                 body=doc,
-                namespace=namespace if resource.namespaced else None,
+                namespace=doc["metadata"].get("namespace", namespace)
+                if resource.namespaced
+                else None,
                 query_params=[("fieldValidation", "Strict")],
             )
             created.append((resource, doc))
@@ -140,7 +153,8 @@ def installed(
         for resource, doc in created:
             if not resource.namespaced:
                 resource.delete(name=doc["metadata"]["name"])
-        core.delete_namespace(namespace)
+        for name in (namespace, *managed):
+            core.delete_namespace(name)
         core.delete_persistent_volume(volume.metadata.name)
 
 
@@ -320,3 +334,27 @@ def test_kopilot_acts_with_only_the_charts_service_account(
         assert lease.metadata.name == "kopilot"
     finally:
         core.delete_namespace(ml)
+
+
+def test_a_namespaced_controller_is_allowed_to_act_only_there(
+    helm: Path, api_client: client.ApiClient
+) -> None:
+    ml, other = f"ml-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    with install(helm, api_client, f"namespaces={{{ml}}}", managed=[ml, other]) as (namespace, _):
+        sa = f"system:serviceaccount:{namespace}:kopilot-{namespace}"
+        scale = {"group": "apps", "resource": "deployments", "subresource": "scale"}
+        eviction = {"resource": "pods", "subresource": "eviction"}
+        allowed = [
+            (ml, {"verb": "patch", **scale}),
+            (ml, {"verb": "create", **eviction}),
+            (ml, {"verb": "create", "resource": "events"}),
+            (other, {"verb": "list", "resource": "pods"}),  # it still sees the whole cluster
+            (None, {"verb": "watch", "resource": "nodes"}),
+        ]
+        denied = [
+            (other, {"verb": "patch", **scale}),
+            (other, {"verb": "create", **eviction}),
+            (None, {"verb": "patch", "resource": "nodes"}),  # cordon is the whole cluster's
+        ]
+        assert [a for ns, a in allowed if not can(api_client, sa, ns, **a)] == []
+        assert [a for ns, a in denied if can(api_client, sa, ns, **a)] == []
