@@ -161,7 +161,12 @@ build_app() {
     python3 -m compileall -q -j 0 /usr/local/lib/python3.11/dist-packages \
     >/dev/null
   "${BUILDAH[@]}" run --isolation chroot --user "$user" "$ctr" -- python3 -c "$smoke"
+  local previous
+  previous="$("${BUILDAH[@]}" inspect --type image --format '{{.FromImageID}}' "$image" 2>/dev/null \
+    || true)"
   "${BUILDAH[@]}" commit --quiet --rm "$ctr" "$image" >/dev/null
+  # The image this one replaces (now untagged) is dropped unless a container still uses it.
+  [ -z "$previous" ] || "${BUILDAH[@]}" rmi "$previous" >/dev/null 2>&1 || true
   echo "$image: built ($("${BUILDAH[@]}" images --format '{{.Size}}' "$image"))"
 }
 
