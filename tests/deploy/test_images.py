@@ -109,7 +109,7 @@ def test_each_image_runs_its_entry_point_as_its_unprivileged_user(
     assert ids.stdout.split() == [user, user], ids.stderr
 
 
-def test_the_charts_run_the_images_built(built: None) -> None:
+def test_the_charts_run_the_images_the_script_builds() -> None:
     for image, (chart, user) in IMAGES.items():
         values = yaml.safe_load((REPO / "deploy" / "helm" / chart / "values.yaml").read_text())
         assert f"localhost/{values['image']['repository']}:{VERSION}" == image
