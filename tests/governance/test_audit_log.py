@@ -89,3 +89,77 @@ def test_a_writer_killed_mid_stream_leaves_only_whole_records(tmp_path: Path) ->
     recs = list(audit.read(path, torn=torn))
     assert recs and not torn
     assert all(r["action"]["kind"] == "Scale" for r in recs)
+
+
+def test_an_append_after_a_torn_tail_starts_on_a_fresh_line(tmp_path: Path) -> None:
+    """A crash tore the last record; the restarted writer sets it aside and appends cleanly."""
+    path = tmp_path / "a.jsonl"
+    log = audit.AuditLog(path)
+    log.append(_verdict(1))
+    log.append(_verdict(2))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 25])
+    restarted = audit.AuditLog(path)
+    restarted.append(_verdict(3))
+    restarted.append(_verdict(4))
+    torn: list[audit.TornRecord] = []
+    recs = list(audit.read(path, torn=torn))
+    assert [r["action"]["replicas"] for r in recs] == [1, 3, 4] and not torn
+    assert [r["seq"] for r in recs] == [1, 2, 3]
+    [repair] = restarted.repairs
+    assert repair.offset == whole.index(b"\n") + 1
+    [note] = [json.loads(x) for x in (tmp_path / "a.jsonl.torn").read_text().splitlines()]
+    assert whole[repair.offset :].decode().startswith(note["text"])
+
+
+def test_a_whole_record_missing_only_its_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    audit.AuditLog(path).append(_verdict(1))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    log = audit.AuditLog(path)
+    log.append(_verdict(2))
+    assert [r["seq"] for r in audit.read(path)] == [1, 2] and not log.repairs
+
+
+def test_two_open_writers_never_repeat_a_seq(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    first, second = audit.AuditLog(path), audit.AuditLog(path)
+    for i in range(3):
+        first.append(_verdict(i))
+        second.append(_verdict(10 + i))
+    assert [r["seq"] for r in audit.read(path)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_concurrent_processes_never_repeat_a_seq(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    seqs = [r["seq"] for r in audit.read(path)]
+    assert seqs == list(range(1, 601))
+
+
+def test_a_record_glued_to_a_torn_one_by_an_older_kopilot_is_read(tmp_path: Path) -> None:
+    """Logs written before torn tails were set aside hold `torn{...}` lines: the record is kept."""
+    path = tmp_path / "a.jsonl"
+    audit.AuditLog(path).append(_verdict(1))
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[:40] + whole.replace(b'"seq": 1', b'"seq": 2') + whole)
+    torn: list[audit.TornRecord] = []
+    assert [r["seq"] for r in audit.read(path, torn=torn)] == [1, 2, 1]
+    assert [t.line for t in torn] == [2] and torn[0].text == whole[:40].decode()
+
+
+def test_a_torn_note_in_the_sidecar_keeps_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    (tmp_path / "a.jsonl.torn").write_bytes(b'{"file": "a.jsonl", "off')  # a crash mid-note
+    path.write_bytes(b'{"seq": 1}\n{"seq": 2, "tim')
+    audit.AuditLog(path).append(_verdict(3))
+    lines = (tmp_path / "a.jsonl.torn").read_bytes().split(b"\n")
+    assert (
+        lines[0] == b'{"file": "a.jsonl", "off'
+        and json.loads(lines[1])["text"] == '{"seq": 2, "tim'
+    )

@@ -73,7 +73,8 @@ def kinds(result: list[actions.Action]) -> list[str]:
         (P.Where.POD, P.What.LATENCY, "ml/yolo-0", ["Recommend", "Alert"]),
         (P.Where.POD, P.What.ERRORS, "ml/yolo-0", ["Restart", "Alert"]),
         (P.Where.POD, P.What.LEAK, "ml/yolo-0", ["Restart", "Alert"]),
-        (P.Where.SERVICE, P.What.LATENCY, "ml/yolo", ["Scale"]),
+        (P.Where.SERVICE, P.What.LATENCY, "ml/yolo", ["Scale", "Alert"]),
+        (P.Where.SERVICE, P.What.LATENCY, "ml/unmanaged", ["Alert"]),
         (P.Where.NODE, P.What.HARDWARE_ERROR, "node-a", ["Cordon", "Alert"]),
         (P.Where.NODE, P.What.THERMAL, "node-a", ["Cordon", "Alert"]),
         (P.Where.GPU, P.What.HARDWARE_ERROR, "node-a/3", ["Cordon", "Alert"]),
@@ -156,3 +157,18 @@ def test_actions_round_trip_through_records() -> None:
     for what in (P.What.LATENCY, P.What.ERRORS):
         for action in P.propose(anomaly(P.Where.POD, what, "ml/yolo-0"), snapshot()):
             assert actions.from_record(actions.to_record(action)) == action
+
+
+def test_evidence_of_an_anomaly_read_just_after_the_newest_sample_shows_that_sample() -> None:
+    s = series.Series.of([0.0, 60.0, 120.0], [1.0, 2.0, 9.0])
+    found = P.Anomaly(
+        where=P.Where.POD,
+        what=P.What.OTHER,
+        subject="ml/a",
+        metric="m",
+        score=0.9,
+        at=120.0004,
+        series=s,
+    )
+    evidence = P.evidence_for(found, P.PlaybookSettings())
+    assert evidence["value"] == 9.0 and evidence["baseline_median"] == 1.5

@@ -135,15 +135,17 @@ def deployment(
     annotations: dict[str, str] | None = None,
     gpus: int = 0,
     group_nodes: list[str] | None = None,
+    memory_limit: str | None = None,
 ) -> dict[str, Any]:
-    limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    gpu = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    limits = {**gpu, **({"memory": memory_limit} if memory_limit is not None else {})}
     spec: dict[str, Any] = {
         "containers": [
             {
                 "name": "model",
                 "image": "registry.invalid/kopilot/detector:test",  # kwok never pulls it
                 "resources": {
-                    "requests": {"cpu": "100m", "memory": "128Mi", **limits},
+                    "requests": {"cpu": "100m", "memory": "128Mi", **gpu},
                     "limits": limits,
                 },
             }

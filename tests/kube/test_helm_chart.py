@@ -228,6 +228,11 @@ def test_chart_rbac_is_least_privilege(
         ("ml", {"verb": "create", "resource": "events"}),
         (namespace, {"verb": "create", **lease}),
         (namespace, {"verb": "update", "name": "kopilot", **lease}),
+        (None, {"verb": "create", "group": "authentication.k8s.io", "resource": "tokenreviews"}),
+        (
+            None,
+            {"verb": "create", "group": "authorization.k8s.io", "resource": "subjectaccessreviews"},
+        ),
     ]
     denied = [
         ("ml", {"verb": "get", "resource": "secrets"}),

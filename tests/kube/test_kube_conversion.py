@@ -103,6 +103,17 @@ def test_pod_request_counts_the_largest_init_container_and_limits_only_resources
     assert pod.key == "ml/p1"
 
 
+def test_pod_memory_limit_is_the_sum_of_its_containers_limits_or_none() -> None:
+    raw = make_pod("p1")
+    assert converting.pod_of(raw).memory_limit_mib == 0.0  # the sidecar has no limit
+    raw["spec"]["containers"][0]["resources"]["limits"] = {"memory": "1536Mi"}
+    raw["spec"]["containers"][1]["resources"]["limits"] = {"memory": "512Mi"}
+    assert converting.pod_of(raw).memory_limit_mib == 2048.0
+    raw["spec"]["containers"][1]["resources"]["limits"] = {"memory": "lots"}
+    with pytest.raises(errors.InvalidInputError, match="sidecar memory"):
+        converting.pod_of(raw)
+
+
 def test_pod_service_through_replicaset_and_statefulset_owners() -> None:
     deployed = make_pod(
         "web-7d9f8c-abcde",

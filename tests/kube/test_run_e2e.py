@@ -156,6 +156,12 @@ def test_kopilot_run_serves_metrics_leads_reloads_its_policy_and_releases_the_le
                 ),
                 timeout=30,
             )
+            # Both the start and the reload are in the audit log, with what the reload loosened.
+            log = [
+                r for r in audit.read(tmp_path / "audit.jsonl") if r["action"]["kind"] == "Policy"
+            ]
+            assert log[0]["outcome"] == "policy-loaded"
+            assert any("dry_run: on -> off" in r["verdict"] for r in log[1:])
             lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/kopilot"
             assert (
                 api.get(lease_path, "read lease")["spec"]["holderIdentity"] == "kopilot-under-test"

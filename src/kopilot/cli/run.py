@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from kopilot.governance import governor, guardrails, policyfile
+    from kopilot.governance import audit, governor, guardrails, policyfile
     from kopilot.metrics import prometheus
     from kopilot.model import series
 
@@ -55,9 +55,23 @@ def run(
     prometheus_url: str | None = typer.Option(
         None,
         "--prometheus-url",
-        help="Prometheus base URL for the services' `kopilot.io/demand-query`. Without it no "
-        "service has demand history, and the scaling policy's data-quality gate falls back to "
-        "its reactive rule (and says so in every action's reason).",
+        help="Prometheus base URL: the services' `kopilot.io/demand-query` and the health "
+        "signals (docs/signals.md). Without it no service has demand history (the scaling "
+        "policy's data-quality gate falls back to its reactive rule and says so), and the "
+        "health family is off.",
+    ),
+    prometheus_timeout: float = typer.Option(
+        10.0,
+        "--prometheus-timeout",
+        min=0.1,
+        help="Seconds each Prometheus query may take; a slower answer counts as unreachable "
+        "this cycle (no health action; the reason goes to the audit log).",
+    ),
+    signals_history: float = typer.Option(
+        3600.0,
+        "--signals-history",
+        min=60.0,
+        help="History of each health signal read per cycle (s; docs/signals.md).",
     ),
     interval: float = typer.Option(15.0, "--interval", min=1.0, help="Seconds between cycles."),
     once: bool = typer.Option(False, "--once", help="Run one cycle, then exit."),
@@ -129,10 +143,14 @@ def run(
 
     Every --interval seconds: snapshot the cluster from watch caches (nodes, pods, and the
     Deployments/StatefulSets annotated `kopilot.io/managed: "true"`), read each service's demand
-    from Prometheus, let the policies decide (predictive scaling ahead of cold starts, cordoning
-    nodes that stay NotReady), pass every action through the governor, record every verdict in
-    the audit log, and apply what is approved: the scale subresource, cordons, evictions that
-    respect PodDisruptionBudgets, Events and `kopilot.io/last-action` annotations saying why.
+    and the health signals (memory, latency, errors, GPU XIDs...) from Prometheus, let the
+    families decide (scaling: predictive, ahead of cold starts; readiness: cordon nodes that stay
+    NotReady; health: restart a leaking pod before its memory limit, cordon and drain a node
+    with a failing GPU, alert on anomalies), pass every action through the governor, record every
+    verdict in the audit log, and apply what is approved: the scale subresource, cordons,
+    evictions that respect PodDisruptionBudgets, Events and `kopilot.io/last-action` annotations
+    saying why. The policy file's `families:` switches each family on or off and bounds it;
+    health's restarts and cordons wait for `kopilot approve` by default (docs/live.md).
 
     Dry-run by default: nothing changes until --no-dry-run or a policy file with `dry_run: false`.
     With leader election (the default) only the replica holding the Lease acts.
@@ -143,14 +161,14 @@ def run(
 
     from rich.console import Console
 
-    from kopilot.governance import approvals, audit, governor, guardrails, policyfile
-    from kopilot.health import readiness
+    from kopilot.governance import approvals, audit, families, governor, policyfile
+    from kopilot.health import monitors, readiness
     from kopilot.kits import clocks, randomness
     from kopilot.kube import apis, leases, running, worlds
     from kopilot.loop import cycles
     from kopilot.metrics import exporter as exporter_
-    from kopilot.metrics import prometheus
-    from kopilot.model import errors
+    from kopilot.metrics import prometheus, signals
+    from kopilot.model import cluster, errors
     from kopilot.scaling import planning
 
     console = Console(stderr=True)
@@ -170,11 +188,10 @@ def run(
     except errors.InvalidInputError as e:
         raise fail(str(e)) from e
 
-    def rails_of(held: policyfile.Policy | None) -> guardrails.Guardrails:
-        rails = held.rails if held is not None else guardrails.Guardrails()
-        return replace(rails, dry_run=False) if no_dry_run else rails
+    def rails_of(held: policyfile.Policy) -> guardrails.Guardrails:
+        return replace(held.rails, dry_run=False) if no_dry_run else held.rails
 
-    rails = rails_of(holder.policy if policy is not None else None)
+    rails = rails_of(holder.policy)
     policy_mtime = policy.stat().st_mtime if policy is not None else 0.0
 
     try:
@@ -186,7 +203,7 @@ def run(
 
     clock = clocks.WallClock()
     me = identity or f"{socket.gethostname()}-{os.getpid()}"
-    prom = prometheus.Client(prometheus_url) if prometheus_url else None
+    prom = prometheus.Client(prometheus_url, timeout=prometheus_timeout) if prometheus_url else None
     exporter = exporter_.Exporter(clock, stale_after_s=max(300.0, 10 * interval))
     metrics_server = None
     if metrics_port >= 0:
@@ -202,6 +219,9 @@ def run(
         clock=clock,
         rng=randomness.rng(os.getpid(), "kube-retries"),
         demand=PrometheusDemand(prom) if prom is not None else None,
+        signals=signals.Reader(prom, signals.Settings(history_s=signals_history))
+        if prom is not None
+        else None,
         settings=worlds.Settings(
             identity=me,
             demand_history_s=demand_history,
@@ -214,14 +234,29 @@ def run(
         elector = leases.LeaseElector(world.api, identity=me, clock=clock, settings=lease_settings)
         world.may_act = elector.is_leader
     slots = [
-        cycles.PolicySlot(policy=planning.ForecastPolicy()),
-        cycles.PolicySlot(policy=readiness.ReadinessPolicy(grace_s=node_grace)),
+        cycles.PolicySlot(policy=planning.ForecastPolicy(), family=families.SCALING),
+        cycles.PolicySlot(
+            policy=readiness.ReadinessPolicy(grace_s=node_grace), family=families.READINESS
+        ),
     ]
+    health = cycles.PolicySlot(
+        policy=monitors.HealthPolicy(settings=holder.policy.health),
+        family=families.HEALTH,
+        needs=frozenset({cluster.METRICS}),
+    )
+    if prom is not None:
+        # Without a Prometheus there are no signals at all: that is how kopilot was started,
+        # not a fault of this cycle, so it is said once here instead of audited every cycle.
+        slots.append(health)
     gov = governor.Governor(rails)
     try:
-        log = audit.AuditLog(audit_log)
+        log = audit.AuditLog(audit_log, fsync=True)
+        holder.record(log, clock.now())
+        queue = approvals.ApprovalQueue(approvals_path)
     except errors.KopilotError as e:
         raise fail(str(e)) from e
+    for note in [*log.repairs, *queue.repairs, *queue.skipped]:
+        console.print(f"[yellow]note:[/yellow] {note}")
     runner = running.Runner(
         world,
         slots,
@@ -230,7 +265,7 @@ def run(
         clock=clock,
         elector=elector,
         resume_max_age_s=3 * interval,
-        queue=approvals.ApprovalQueue(approvals_path),
+        queue=queue,
         approval_ttl_s=holder.policy.approval_ttl_s,
     )
 
@@ -244,8 +279,10 @@ def run(
     mode = "dry-run" if rails.dry_run else "acting"
     console.print(
         f"kopilot run as {me}: {mode}; interval {interval:g} s; audit log {audit_log}; "
-        f"demand from {prometheus_url or 'nowhere (no --prometheus-url)'}"
+        f"demand and signals from {prometheus_url or 'nowhere (no --prometheus-url)'}"
     )
+    if prom is None:
+        console.print("health family off: it needs the signals of --prometheus-url")
     code = 0
     try:
         try:
@@ -254,9 +291,12 @@ def run(
                 while not stopping.is_set():
                     began = clock.now()
                     if policy is not None:
-                        policy_mtime = _reload_policy(
-                            console, holder, policy, policy_mtime, gov, rails_of
+                        seen = _reload_policy(
+                            console, holder, policy, policy_mtime, gov, rails_of, log, began
                         )
+                        if seen != policy_mtime:
+                            health.policy = monitors.HealthPolicy(settings=holder.policy.health)
+                        policy_mtime = seen
                     step = runner.step()
                     judged = step.report.judged if step.report else ()
                     exporter.observe_step(
@@ -291,8 +331,11 @@ def _reload_policy(
     mtime: float,
     gov: governor.Governor,
     rails_of: Callable[[policyfile.Policy], guardrails.Guardrails],
+    log: audit.AuditLog,
+    at: float,
 ) -> float:
-    """Re-read the policy file if it changed; a bad edit keeps the policy in force."""
+    """Re-read the policy file if it changed; a bad edit keeps the policy in force. Either way
+    the reload is written to the audit log."""
     try:
         now = path.stat().st_mtime
     except OSError as e:
@@ -300,7 +343,7 @@ def _reload_policy(
         return mtime
     if now == mtime:
         return mtime
-    if holder.reload():
+    if holder.reload(log, at):
         gov.rails = rails_of(holder.policy)
         mode = "dry-run" if gov.rails.dry_run else "acting"
         console.print(f"policy {path} reloaded: {mode}")
@@ -335,6 +378,8 @@ def _print_step(console: object, step: object, verbose: bool) -> None:
     )
     for failure in report.failures:
         console.print(f"  [red]failed:[/red] {failure}")
+    for skipped in report.skipped:
+        console.print(f"  [yellow]skipped:[/yellow] {skipped}")
     if verbose:
         for v in report.judged:
             console.print(f"  {v.outcome}: {v.action.target} - {v.reason}")

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kopilot.governance import guardrails, verdicts
+from kopilot.governance import families, guardrails, verdicts
 from kopilot.model import actions, cluster
 
 
@@ -22,6 +22,7 @@ class LedgerEntry:
     kind: str
     target: str
     service: str | None
+    family: str | None = None
 
 
 class Governor:
@@ -53,7 +54,7 @@ class Governor:
             if refusal is not None:
                 out.append(self._verdict(action, verdicts.Outcome.REFUSED, refusal, now))
                 continue
-            if action.kind in self.rails.require_approval and not approved_by_person:
+            if self._needs_approval(action) and not approved_by_person:
                 out.append(
                     self._verdict(
                         action,
@@ -65,7 +66,11 @@ class Governor:
                 continue
             self._ledger.append(
                 LedgerEntry(
-                    time=now, kind=action.kind, target=action.target, service=_service_of(action)
+                    time=now,
+                    kind=action.kind,
+                    target=action.target,
+                    service=_service_of(action),
+                    family=families.family_of(action.policy),
                 )
             )
             if isinstance(action, actions.Cordon):
@@ -90,6 +95,12 @@ class Governor:
     def remember(self, entries: Iterable[LedgerEntry]) -> None:
         """Restore the ledger (e.g. from the audit log after a restart)."""
         self._ledger.extend(sorted(entries, key=lambda e: e.time))
+
+    def _needs_approval(self, action: actions.Action) -> bool:
+        if action.kind in self.rails.require_approval:
+            return True
+        family = self.rails.families.get(families.family_of(action.policy) or "")
+        return family is not None and action.kind in family.require_approval
 
     def _verdict(
         self, action: actions.Action, outcome: verdicts.Outcome, reason: str, now: float
@@ -118,6 +129,14 @@ class Governor:
             where = action.namespace or "(cluster-scoped)"
             return f"namespace {where} is not in the allow-list {sorted(r.allowed_namespaces)}"
         recent = self._in_window(now)
+        name = families.family_of(action.policy)
+        family = r.families.get(name or "")
+        if family is not None and not family.enabled:
+            return f"family {name} is switched off in the policy file"
+        if family is not None and family.max_actions is not None:
+            done = sum(1 for e in recent if e.family == name)
+            if done >= family.max_actions:
+                return f"family limit: {done} {name} actions in the last {r.window_s:.0f} s (max {family.max_actions})"
         limit = r.max_per_kind.get(action.kind)
         same_kind = sum(1 for e in recent if e.kind == action.kind)
         if limit is not None and same_kind >= limit:

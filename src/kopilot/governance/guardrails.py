@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kopilot.governance import families as families_
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Guardrails:
@@ -44,3 +46,7 @@ class Guardrails:
     """At most this many replicas added or removed by one Scale (None: no limit)."""
     require_approval: frozenset[str] = frozenset()
     """Action kinds that wait for a person (`kopilot approve ID`) instead of running."""
+    families: Mapping[str, families_.FamilyRails] = field(default_factory=dict)
+    """Per family (scaling, readiness, health, ...): switched on or off, and bounded. Empty here
+    (the simulator's governor); the policy file fills it with `families.defaults()`, so `kopilot
+    run` always has every family's rails, with or without a file."""

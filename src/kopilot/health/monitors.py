@@ -8,7 +8,9 @@ playbooks propose the remedy. Findings are data (`Finding`), kept in the policy'
 simulation can measure detection delay and false alarms.
 
 The detector keeps running statistics: that state is the policy's state object, passed in and
-returned each cycle like any other policy state (it is updated in place for speed).
+returned each cycle like any other policy state (it is updated in place for speed). Streams that
+appear together share a detector (a `Cohort`); a stream that appears later gets a new one, so the
+streams already learnt keep what they learnt while pods come and go.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class MonitorSettings:
     xid_count: float = 3.0
     """XID errors within the window that make a GPU suspect (NVIDIA treats XIDs as actionable)."""
     leak_horizon_s: float = 2 * 3600.0
-    """A leak-like memory stream is flagged when its trend reaches the pod's memory request this soon."""
+    """A leak-like memory stream is flagged when its trend reaches the pod's memory limit (its
+    request when it has no limit) this soon."""
     refire_s: float = 3600.0
     """A stream that fired stays quiet this long (its remedy needs time to work)."""
     corroborate_k: float = 3.0
@@ -77,16 +80,32 @@ class MonitorSettings:
     so a value equal to its own recent history is never called anomalous."""
     probation: int = 720
     """Points the ensemble learns from before its scores count (NAB's probationary period idea)."""
+    cohort_min_live: float = 0.5
+    """A cohort whose streams are mostly gone (fewer than this share left) is retired: its
+    remaining streams start again in a new cohort, so dead streams are not carried forever."""
+    max_cohorts: int = 32
+    """Beyond this many cohorts (a cluster that churns), all streams start again in one."""
+
+
+@dataclass(slots=True)
+class Cohort:
+    """Streams that first appeared together, and the detector that learns them.
+
+    Streams come and go in a live cluster (a pod replaced, a node added): a new stream joins a
+    new cohort, and the streams already learnt keep their detector, which sees a missing point
+    (NaN) for a member that is gone."""
+
+    keys: tuple[str, ...]
+    detector: ensembles.Ensemble
+    seen: int = 0
+    """Points the detector has learnt from; its scores count only after the probation."""
 
 
 @dataclass(slots=True)
 class MonitorState:
-    keys: tuple[str, ...] = ()
-    detector: ensembles.Ensemble | None = None
+    cohorts: list[Cohort] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     fired: dict[str, float] = field(default_factory=dict)
-    seen: int = 0
-    """Points the ensemble has learned from; its scores count only after the probation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +114,8 @@ class HealthPolicy:
 
     Four detectors vote independently: the learned-normal ensemble (what NAB scores), a robust
     level-shift test, an XID-count rule for GPUs, and a leak test for memory (linear growth that
-    reaches the pod's memory request within the horizon). Each finding names its detector.
+    reaches the pod's memory limit, or its request without one, within the horizon). Each
+    finding names its detector.
     """
 
     settings: MonitorSettings = field(default_factory=MonitorSettings)
@@ -112,22 +132,8 @@ class HealthPolicy:
         self, snapshot: cluster.ClusterSnapshot, state: MonitorState, now: float
     ) -> decisions.Decision[MonitorState]:
         keys = tuple(sorted(snapshot.metrics))
-        if state.detector is None or keys != state.keys:
-            # A new set of streams: start a detector for it (streams keep stable names across
-            # restarts and moves, so this happens once in a steady cluster).
-            state = MonitorState(
-                keys=keys,
-                detector=ensembles.default(len(keys)),
-                findings=state.findings,
-                fired=state.fired,
-            )
-        assert state.detector is not None
         cfg = self.settings
-        values = np.array([_newest(snapshot.metrics[k], now) for k in keys], dtype=np.float64)
-        scores = state.detector.update(values)
-        state.seen += 1
-        if state.seen <= cfg.probation:
-            scores = np.zeros_like(scores)
+        scores = self._scores(snapshot, state, keys, now)
         shifts = _robust_z(
             [snapshot.metrics[k].values for k in keys],
             np.array([k.endswith("_per_min") for k in keys]),
@@ -139,7 +145,7 @@ class HealthPolicy:
             if now - state.fired.get(key, -math.inf) < cfg.refire_s:
                 continue
             s = snapshot.metrics[key]
-            hit = self._detect(key, s, float(scores[i]), float(shifts[i]), snapshot)
+            hit = self._detect(key, s, scores[key], float(shifts[i]), snapshot)
             if hit is None:
                 continue
             detector, score = hit
@@ -150,6 +156,42 @@ class HealthPolicy:
             )
             proposed.extend(playbooks.propose(anomaly, snapshot, self.playbook))
         return decisions.Decision(actions=_dedupe(proposed), state=state)
+
+    def _scores(
+        self,
+        snapshot: cluster.ClusterSnapshot,
+        state: MonitorState,
+        keys: tuple[str, ...],
+        now: float,
+    ) -> dict[str, float]:
+        """The ensemble's score of every stream (0 while its cohort is on probation)."""
+        cfg = self.settings
+        present = set(keys)
+        state.cohorts = [
+            c
+            for c in state.cohorts
+            if sum(k in present for k in c.keys) >= cfg.cohort_min_live * len(c.keys)
+        ]
+        covered = {k for c in state.cohorts for k in c.keys}
+        new = tuple(k for k in keys if k not in covered)
+        if new and len(state.cohorts) >= cfg.max_cohorts:
+            state.cohorts, new = [], keys
+        if new:
+            state.cohorts.append(Cohort(keys=new, detector=ensembles.default(len(new))))
+        scores: dict[str, float] = {}
+        for c in state.cohorts:
+            values = np.array(
+                [_newest(snapshot.metrics[k], now) if k in present else math.nan for k in c.keys],
+                dtype=np.float64,
+            )
+            scored = c.detector.update(values)
+            c.seen += 1
+            if c.seen <= cfg.probation:
+                scored = np.zeros_like(scored)
+            scores.update(
+                (k, float(v)) for k, v in zip(c.keys, scored, strict=True) if k in present
+            )
+        return scores
 
     def _detect(
         self,
@@ -179,12 +221,15 @@ class HealthPolicy:
             return False
         subject = StreamKey.parse(key).subject
         pod = next((p for p in snapshot.pods if p.key == subject), None)
-        if pod is None or pod.request.memory_mib <= 0:
+        if pod is None:
+            return False
+        ceiling = pod.memory_limit_mib or float(pod.request.memory_mib)
+        if ceiling <= 0:
             return False
         per_hour = playbooks.growth_per_hour(s)
         if per_hour <= 0:
             return False
-        hours_left = (pod.request.memory_mib - float(s.values[-1])) / per_hour
+        hours_left = (ceiling - float(s.values[-1])) / per_hour
         return hours_left * 3600.0 <= self.settings.leak_horizon_s
 
     def _anomaly(

@@ -5,7 +5,7 @@
 | pod     | latency                      | shift traffic away (other ready replicas) or scale out; alert |
 | pod     | errors                       | restart the pod; alert                                        |
 | pod     | leak-like growth             | restart the pod before it runs out; alert                     |
-| service | latency / errors             | scale out (within max replicas); alert                        |
+| service | latency / errors (regression)| scale out (within max replicas); alert                        |
 | node    | errors / hardware error      | cordon (and drain for hardware errors); alert critical        |
 | node    | thermal                      | cordon; alert                                                 |
 | gpu     | hardware error (XID, ECC)    | cordon and drain the GPU's node; alert critical               |
@@ -93,7 +93,13 @@ def propose(
         case Where.POD, What.ERRORS | What.LEAK:
             return _restart_pod(anomaly, snapshot, evidence)
         case Where.SERVICE, What.LATENCY | What.ERRORS:
-            return _scale_out_service(anomaly.subject, anomaly, snapshot, evidence, s)
+            # A service-wide regression (a rollout's new version, say): more replicas, and a
+            # person told (the service stream outlives the pods a rollout replaces).
+            scaled = _scale_out_service(anomaly.subject, anomaly, snapshot, evidence, s)
+            if any(isinstance(a, actions.Alert) for a in scaled):
+                return scaled
+            summary = f"service {anomaly.what} regression"
+            return [*scaled, _alert(anomaly, evidence, actions.Severity.WARNING, summary)]
         case Where.NODE, What.ERRORS | What.HARDWARE_ERROR | What.THERMAL:
             drain = anomaly.what is What.HARDWARE_ERROR
             return _cordon(anomaly.subject, anomaly, snapshot, evidence, drain=drain)
@@ -113,6 +119,8 @@ def evidence_for(anomaly: Anomaly, settings: PlaybookSettings) -> actions.Eviden
     """Score, metric, and the series around the anomaly (values and the times they span)."""
     times, values = anomaly.series.times, anomaly.series.values
     i = int(np.searchsorted(times, anomaly.at, side="left")) if len(times) else 0
+    if i == len(times) and i > 0:
+        i -= 1  # `at` a moment after the newest sample (a live read's rounding): that sample
     lo = max(0, i - settings.evidence_before)
     hi = min(len(values), i + settings.evidence_after + 1)
     around = values[lo:hi]

@@ -6,6 +6,7 @@ can fix it without reading a traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +18,22 @@ from kopilot.model import errors
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
+class CoreLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only `true` and `false` are booleans; `no`, `off`, `yes`, `on` (YAML
+    1.1 booleans) stay text, so a strict schema refuses them instead of reading `off` as false."""
+
+
+CoreLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+CoreLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 def field_errors(e: pydantic.ValidationError) -> str:
     """`a.b: reason; c: reason` for every problem pydantic found."""
     return "; ".join(
@@ -25,12 +42,22 @@ def field_errors(e: pydantic.ValidationError) -> str:
     )
 
 
-def parse(text: str, schema: type[M], *, source: str, what: str) -> M:
-    """Parse YAML `text` into `schema`; `what` names the kind of file in messages ("scenario")."""
+def _one_line(e: yaml.YAMLError) -> str:
+    """PyYAML's problem and where, on one line (its own message spans several, with a caret)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"{e.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())
+
+
+def parse(text: str, schema: type[M], *, source: str, what: str, core_booleans: bool = False) -> M:
+    """Parse YAML `text` into `schema`; `what` names the kind of file in messages ("scenario").
+
+    `core_booleans=True` reads booleans as YAML 1.2 does (`CoreLoader`)."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=CoreLoader) if core_booleans else yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise errors.InvalidInputError(f"{what} {source}: not valid YAML ({e})") from e
+        raise errors.InvalidInputError(f"{what} {source}: not valid YAML ({_one_line(e)})") from e
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

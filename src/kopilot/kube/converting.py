@@ -160,7 +160,20 @@ def pod_of(raw: objects.Pod) -> cluster.Pod:
         service=service_of_pod(meta),
         created_at=timestamp(meta.get("creationTimestamp")),
         labels=dict(meta.get("labels") or {}),
+        memory_limit_mib=memory_limit_of(spec, f"pod {namespace}/{name}"),
     )
+
+
+def memory_limit_of(spec: objects.PodSpec, where: str) -> float:
+    """The pod's memory limit in MiB: the sum of its containers' limits, 0 when one has none
+    (then nothing caps the pod but the node)."""
+    total = 0
+    for c in spec.get("containers") or []:
+        text = ((c.get("resources") or {}).get("limits") or {}).get("memory")
+        if text is None:
+            return 0.0
+        total += quantities.memory_mib(text, f"{where} container {c.get('name', '?')} memory")
+    return float(total)
 
 
 def workload_ref(raw: objects.Workload) -> WorkloadRef | None:

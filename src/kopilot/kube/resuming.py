@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kopilot.governance import governor, verdicts
+from kopilot.governance import families, governor, verdicts
 from kopilot.model import actions
 
 COUNTED = (str(verdicts.Outcome.APPROVED), str(verdicts.Outcome.DRY_RUN))
@@ -67,6 +67,7 @@ def ledger_entries(records: Iterable[Mapping[str, Any]]) -> list[governor.Ledger
                 kind=str(body.get("kind", "")),
                 target=str(body.get("target", "")),
                 service=str(service) if service else None,
+                family=families.family_of(str(body.get("policy", ""))),
             )
         )
     return out

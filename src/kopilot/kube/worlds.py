@@ -11,6 +11,10 @@
 - Demand: for each service with a `kopilot.io/demand-query`, a range query over the last
   `demand_history_s` through the `DemandSource` (Prometheus in production). A failing query leaves
   the service without history, so the policies' data-quality gate falls back, and says why.
+- Signals: the health streams (`kopilot.metrics.signals`, docs/signals.md), one read per snapshot
+  through the `SignalSource`; its streams become `snapshot.metrics`. A reading that cannot be
+  trusted (Prometheus unreachable, stale, skewed), or no source at all, marks the snapshot
+  `blind` for metrics, so the families that need them do not act; dropped series are `problems`.
 - `apply` runs only while `may_act()` says so (the leader-election fence), and writes the
   decision id of each action (`kopilot.kube.resuming`) onto the object it changes.
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, cast
@@ -37,6 +41,28 @@ class DemandSource(Protocol):
 
     def demand(self, query: str, *, start: float, end: float, step: float) -> series.Series:
         """Samples of `query` (req/s) over [start, end] every `step` s; raises KopilotError."""
+        ...
+
+
+class SignalReading(Protocol):
+    """What a signal source read: streams by key, series dropped (with why), and whether the
+    whole reading is untrustworthy (`blind`, with why)."""
+
+    @property
+    def streams(self) -> Mapping[str, series.Series]: ...
+
+    @property
+    def dropped(self) -> tuple[str, ...]: ...
+
+    @property
+    def blind(self) -> str | None: ...
+
+
+class SignalSource(Protocol):
+    """Where the health streams come from (`kopilot.metrics.signals.Reader` in production)."""
+
+    def read(self, now: float) -> SignalReading:
+        """Every stream at `now`; faults are reported in the reading, not raised."""
         ...
 
 
@@ -88,11 +114,13 @@ class KubeWorld:
         demand: DemandSource | None = None,
         settings: Settings = Settings(),
         may_act: Callable[[], bool] | None = None,
+        signals: SignalSource | None = None,
     ) -> None:
         self.api = api
         self.settings = settings
         self._clock = clock
         self._demand = demand
+        self._signals = signals
         self.may_act = may_act
         self.problems: tuple[str, ...] = ()
         """What the last snapshot had to leave out, and why."""
@@ -134,10 +162,13 @@ class KubeWorld:
         settings: Settings = Settings(),
         may_act: Callable[[], bool] | None = None,
         backoff: retrying.Backoff | None = None,
+        signals: SignalSource | None = None,
     ) -> KubeWorld:
         """A KubeWorld over an official-client `ApiClient` (from a kubeconfig or in-cluster)."""
         api = apis.Api(api_client, retrying.Retrier(clock, rng, backoff or retrying.Backoff()))
-        return cls(api, clock=clock, demand=demand, settings=settings, may_act=may_act)
+        return cls(
+            api, clock=clock, demand=demand, settings=settings, may_act=may_act, signals=signals
+        )
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -201,10 +232,29 @@ class KubeWorld:
                 )
             except errors.KopilotError as e:
                 problems.append(f"service {svc.key}: demand query failed, no history: {e}")
+        metrics, blind = self._read_signals(now, problems)
         self.problems = tuple(problems)
         return cluster.ClusterSnapshot(
-            time=now, nodes=nodes, pods=pods, services=tuple(services), demand=demand
+            time=now,
+            nodes=nodes,
+            pods=pods,
+            services=tuple(services),
+            demand=demand,
+            metrics=metrics,
+            blind=blind,
         )
+
+    def _read_signals(
+        self, now: float, problems: list[str]
+    ) -> tuple[dict[str, series.Series], dict[str, str]]:
+        if self._signals is None:
+            return {}, {cluster.METRICS: "no signal source (kopilot run without --prometheus-url)"}
+        reading = self._signals.read(now)
+        problems.extend(f"signals: {line}" for line in reading.dropped)
+        if reading.blind is not None:
+            problems.append(f"signals: {reading.blind}")
+            return {}, {cluster.METRICS: reading.blind}
+        return dict(reading.streams), {}
 
     def apply(self, action: actions.Action, now: float) -> worlds.Applied:
         if self.may_act is not None and not self.may_act():

@@ -100,6 +100,16 @@ class Client:
             rows.append((labels, [t], [v]))
         return _result(promql, rows, data)
 
+    def server_time(self) -> float:
+        """Prometheus' own clock (unix seconds): `time()` evaluated at the server's now."""
+        data = self._get("/api/v1/query", {"query": "time()"}, "time()")
+        if data.get("resultType") != "scalar":
+            raise BadResponseError(f"time(): expected a scalar, got {data.get('resultType')!r}")
+        _, v = _sample(data.get("result"), "time()")
+        if not math.isfinite(v):
+            raise BadResponseError(f"time(): not a finite time: {v!r}")
+        return v
+
     def query_range(self, promql: str, *, start: float, end: float, step: float) -> Result:
         """A range query over [start, end] every `step` seconds; matrix results."""
         if not end > start or not step > 0:
@@ -127,7 +137,7 @@ class Client:
     def _get(self, path: str, params: Mapping[str, str], promql: str) -> dict[str, Any]:
         try:
             response = self._http.get(path, params=params)
-        except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError) as e:
+        except httpx.TransportError as e:  # refused, timed out, reset, cut off mid-answer
             raise UnreachableError(
                 f"Prometheus at {self.base_url} is unreachable ({type(e).__name__}: {e}); "
                 "check --prometheus-url and that the server is up",

@@ -81,6 +81,9 @@ class Pod:
     gang_size: int = 0
     created_at: float = 0.0
     labels: Mapping[str, str] = field(default_factory=dict)
+    memory_limit_mib: float = 0.0
+    """The pod's memory limit (the sum over its containers; 0 when any container has none):
+    past it the kernel OOM-kills the pod."""
 
     @property
     def key(self) -> str:
@@ -112,6 +115,10 @@ class ModelService:
         return f"{self.namespace}/{self.name}"
 
 
+METRICS = "metrics"
+"""The signal source `ClusterSnapshot.metrics` comes from (Prometheus, live), as `blind` names it."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterSnapshot:
     """What a policy may know at one instant: the cluster and the recent metric history."""
@@ -124,6 +131,10 @@ class ClusterSnapshot:
     """Per service key: observed request rate (req/s) up to `time`."""
     metrics: Mapping[str, series.Series] = field(default_factory=dict)
     """Any other named stream (`<kind>/<object>/<metric>`), for the health and cost policies."""
+    blind: Mapping[str, str] = field(default_factory=dict)
+    """Signal sources that cannot be trusted this cycle, and why (`metrics`: Prometheus
+    unreachable, stale or its clock skewed). A family that needs one does not act on this
+    snapshot; the loop records the reason instead."""
 
     def service(self, key: str) -> ModelService | None:
         for s in self.services:

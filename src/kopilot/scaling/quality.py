@@ -47,23 +47,26 @@ def check(
     now: float,
     step: float | None,
     settings: QualitySettings = QualitySettings(),
+    *,
+    what: str = "demand",
 ) -> Verdict:
-    """The gate's verdict on `history` at `now`, for a series sampled every `step` seconds."""
+    """The gate's verdict on `history` at `now`, for a series sampled every `step` seconds;
+    `what` names the series in the reasons (`demand`, `memory_mib`, ...)."""
     s = settings
     if history is None or len(history) == 0:
-        return Verdict(ok=False, reasons=("no demand history",))
+        return Verdict(ok=False, reasons=(f"no {what} history",))
     if len(history) < s.min_samples or step is None or not np.isfinite(step) or step <= 0:
         short = len(history) < s.min_samples
         ok_values = bool(np.all(np.isfinite(history.values) & (history.values >= 0)))
         return Verdict(
             ok=False,
-            reasons=(f"only {len(history)} demand samples",),
+            reasons=(f"only {len(history)} {what} samples",),
             too_short=short and ok_values,
         )
     reasons: list[str] = []
     age = now - float(history.times[-1])
     if age > s.stale_steps * step:
-        reasons.append(f"stale: last demand sample is {age:.0f} s old (step {step:.0f} s)")
+        reasons.append(f"stale: last {what} sample is {age:.0f} s old (step {step:.0f} s)")
     window_start = now - s.window_steps * step
     recent = history.since(window_start)
     values = recent.values
