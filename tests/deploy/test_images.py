@@ -9,6 +9,7 @@ builds them).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -16,13 +17,17 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from kubernetes import client
 
+from kopilot.kube import controlplane
+from tests.deploy import test_chart_policy
 from tests.deploy.conftest import missing
 from tests.serving import onnx_models
 
@@ -195,3 +200,68 @@ def test_the_serving_image_answers_its_health_checks_and_detects(
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.communicate()
+
+
+def test_the_controller_image_runs_a_cycle_against_the_cluster(
+    containers: dict[str, str],
+    helm: Path,
+    control_plane: controlplane.ControlPlane,
+    api_client: client.ApiClient,
+    tmp_path: Path,
+) -> None:
+    """The chart's own `kopilot run` arguments, run from the controller image as its user
+    against the test control plane (on 127.0.0.1): one acting cycle scales a managed workload."""
+    image = f"localhost/kopilot-controller:{VERSION}"
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    ml = f"ml-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ml)))
+    try:
+        labels = {"app": "detector"}
+        apps.create_namespaced_deployment(
+            ml,
+            client.V1Deployment(
+                metadata=client.V1ObjectMeta(
+                    name="detector",
+                    annotations={"kopilot.io/managed": "true", "kopilot.io/min-replicas": "2"},
+                ),
+                spec=client.V1DeploymentSpec(
+                    replicas=1,
+                    selector=client.V1LabelSelector(match_labels=labels),
+                    template=client.V1PodTemplateSpec(
+                        metadata=client.V1ObjectMeta(labels=labels),
+                        spec=client.V1PodSpec(
+                            containers=[client.V1Container(name="m", image="registry.invalid/m")]
+                        ),
+                    ),
+                ),
+            ),
+        )
+        docs = test_chart_policy.render(
+            helm, "kopilot", [f"namespaces={{{ml}}}", "leaderElection.enabled=false"]
+        )
+        (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        work = tmp_path / "work"
+        work.mkdir(mode=0o777)
+        work.chmod(0o777)  # the image's user writes the audit log here
+        (work / "policy.yaml").write_text(configmap["data"]["policy.yaml"])
+        config = yaml.safe_load(control_plane.kubeconfig.read_text())
+        for cluster in config["clusters"]:
+            ca = Path(cluster["cluster"].pop("certificate-authority")).read_bytes()
+            cluster["cluster"]["certificate-authority-data"] = base64.b64encode(ca).decode()
+        (work / "kubeconfig").write_text(yaml.safe_dump(config))
+        args = [
+            a.replace("/etc/kopilot", "/work").replace("/var/lib/kopilot", "/work")
+            for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        ]
+        args = [a for a in args if not a.startswith("--metrics-port=")]
+        argv = [*BUILDAH, "run", "--isolation", "chroot", "--volume", f"{work}:/work"]
+        argv += [containers[image], "--", *entrypoint(image), *args]
+        argv += ["--metrics-port=-1", "--once", "--no-dry-run", "--kubeconfig=/work/kubeconfig"]
+        cycle = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=180)
+        output = cycle.stdout + cycle.stderr
+        assert cycle.returncode == 0, output
+        assert apps.read_namespaced_deployment("detector", ml).spec.replicas == 2, output
+        assert (work / "audit.jsonl").stat().st_uid == 65532  # written as the image's user
+    finally:
+        core.delete_namespace(ml)
