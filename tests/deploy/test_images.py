@@ -222,7 +222,11 @@ def test_the_controller_image_runs_a_cycle_against_the_cluster(
             client.V1Deployment(
                 metadata=client.V1ObjectMeta(
                     name="detector",
-                    annotations={"kopilot.io/managed": "true", "kopilot.io/min-replicas": "2"},
+                    annotations={
+                        "kopilot.io/managed": "true",
+                        "kopilot.io/capacity-rps": "10",
+                        "kopilot.io/min-replicas": "2",
+                    },
                 ),
                 spec=client.V1DeploymentSpec(
                     replicas=1,
