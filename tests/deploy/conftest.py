@@ -1,4 +1,4 @@
-"""Fixtures for the chart and image tests: helm and the control plane (tests/kube's)."""
+"""Fixtures for the chart and image tests: helm (built beside the test control plane)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube.conftest import (  # noqa: F401 (the control-plane fixtures, shared)
-    api_client,
-    binaries,
-    control_plane,
-    kubeconfig,
-)
+from tests.kube.conftest import binaries
 
 
 def missing(message: str) -> None:

@@ -9,96 +9,34 @@ builds them).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from kubernetes import client
 
-from kopilot.kube import controlplane
-from tests.deploy import test_chart_policy
-from tests.deploy.conftest import missing
+from tests.deploy.images import (  # noqa: F401 (fixtures)
+    BUILDAH,
+    IMAGES,
+    REPO,
+    SERVING,
+    VERSION,
+    built_fixture,
+    containers_fixture,
+    entrypoint,
+    run,
+)
 from tests.serving import onnx_models
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[2]
-BUILDAH = ["buildah", "--storage-driver", "vfs"]
-VERSION = yaml.safe_load((REPO / "deploy" / "helm" / "kopilot" / "Chart.yaml").read_text())[
-    "appVersion"
-]
-# image -> (the chart that runs it, the user it runs as)
-IMAGES = {
-    f"localhost/kopilot-controller:{VERSION}": ("kopilot", "65532"),
-    f"localhost/kopilot-serving:{VERSION}": ("model-service", "10001"),
-}
 SAMPLE = REPO / "tests" / "serving" / "data" / "bus.jpg"
-
-
-@pytest.fixture(scope="session")
-def built() -> None:
-    """Both images, built from this checkout's sources, constraints and build script."""
-    if shutil.which("buildah") is None:
-        missing("buildah is not installed: run `bash scripts/setup.d/60-images.sh`")
-    check = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-images.sh"), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check.returncode != 0:
-        missing(f"images are not current: {check.stderr.strip()}")
-
-
-@pytest.fixture(scope="module")
-def containers(built: None) -> Iterator[dict[str, str]]:
-    """One working container per image (a vfs container is a full copy: made once, removed after)."""
-    made: dict[str, str] = {}
-    try:
-        for image in IMAGES:
-            made[image] = subprocess.run(
-                [*BUILDAH, "from", "--pull-never", image],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        yield made
-    finally:
-        for name in made.values():
-            subprocess.run([*BUILDAH, "rm", name], capture_output=True, check=False)
-
-
-def entrypoint(image: str) -> list[str]:
-    """The image's ENTRYPOINT (buildah run runs the command it is given, not the entry point)."""
-    template = "{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}"
-    out = subprocess.run(
-        [*BUILDAH, "inspect", "--type", "image", "--format", template, image],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()
-
-
-def run(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BUILDAH, "run", "--isolation", "chroot", name, "--", *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize("image", list(IMAGES))
@@ -155,7 +93,7 @@ def test_the_serving_image_answers_its_health_checks_and_detects(
     model = onnx_models.classic_detector(tmp_path / "model.onnx")
     model.chmod(0o644)
     tmp_path.chmod(0o755)
-    image = f"localhost/kopilot-serving:{VERSION}"
+    image = SERVING
     port = free_port()
     name = containers[image]
     argv = [*BUILDAH, "run", "--isolation", "chroot"]
@@ -200,72 +138,3 @@ def test_the_serving_image_answers_its_health_checks_and_detects(
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.communicate()
-
-
-def test_the_controller_image_runs_a_cycle_against_the_cluster(
-    containers: dict[str, str],
-    helm: Path,
-    control_plane: controlplane.ControlPlane,
-    api_client: client.ApiClient,
-    tmp_path: Path,
-) -> None:
-    """The chart's own `kopilot run` arguments, run from the controller image as its user
-    against the test control plane (on 127.0.0.1): one acting cycle scales a managed workload."""
-    image = f"localhost/kopilot-controller:{VERSION}"
-    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    ml = f"ml-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ml)))
-    try:
-        labels = {"app": "detector"}
-        apps.create_namespaced_deployment(
-            ml,
-            client.V1Deployment(
-                metadata=client.V1ObjectMeta(
-                    name="detector",
-                    annotations={
-                        "kopilot.io/managed": "true",
-                        "kopilot.io/capacity-rps": "10",
-                        "kopilot.io/min-replicas": "2",
-                    },
-                ),
-                spec=client.V1DeploymentSpec(
-                    replicas=1,
-                    selector=client.V1LabelSelector(match_labels=labels),
-                    template=client.V1PodTemplateSpec(
-                        metadata=client.V1ObjectMeta(labels=labels),
-                        spec=client.V1PodSpec(
-                            containers=[client.V1Container(name="m", image="registry.invalid/m")]
-                        ),
-                    ),
-                ),
-            ),
-        )
-        docs = test_chart_policy.render(
-            helm, "kopilot", [f"namespaces={{{ml}}}", "leaderElection.enabled=false"]
-        )
-        (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
-        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-        work = tmp_path / "work"
-        work.mkdir(mode=0o777)
-        work.chmod(0o777)  # the image's user writes the audit log here
-        (work / "policy.yaml").write_text(configmap["data"]["policy.yaml"])
-        config = yaml.safe_load(control_plane.kubeconfig.read_text())
-        for cluster in config["clusters"]:
-            ca = Path(cluster["cluster"].pop("certificate-authority")).read_bytes()
-            cluster["cluster"]["certificate-authority-data"] = base64.b64encode(ca).decode()
-        (work / "kubeconfig").write_text(yaml.safe_dump(config))
-        args = [
-            a.replace("/etc/kopilot", "/work").replace("/var/lib/kopilot", "/work")
-            for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-        ]
-        args = [a for a in args if not a.startswith("--metrics-port=")]
-        argv = [*BUILDAH, "run", "--isolation", "chroot", "--volume", f"{work}:/work"]
-        argv += [containers[image], "--", *entrypoint(image), *args]
-        argv += ["--metrics-port=-1", "--once", "--no-dry-run", "--kubeconfig=/work/kubeconfig"]
-        cycle = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=180)
-        output = cycle.stdout + cycle.stderr
-        assert cycle.returncode == 0, output
-        assert apps.read_namespaced_deployment("detector", ml).spec.replicas == 2, output
-        assert (work / "audit.jsonl").stat().st_uid == 65532  # written as the image's user
-    finally:
-        core.delete_namespace(ml)
