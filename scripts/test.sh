@@ -18,7 +18,7 @@ fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e '.[dev]'
+python -m pip install --quiet -e '.[dev]' -c constraints.txt
 
 echo "== system parts"
 for step in scripts/setup.d/*.sh; do

@@ -2,7 +2,7 @@
 
 | action | API | trail |
 |---|---|---|
-| Scale | the workload's `scale` subresource (merge patch) | annotations + Event on the workload |
+| Scale | the workload's `scale` subresource (merge patch) | annotations (when allowed to patch the workload) + Event on the workload |
 | Bind | the pod's `binding` subresource (the extender/scheduler path) | annotations (copied by the API server onto the pod) + Event |
 | Cordon | `spec.unschedulable` on the node (merge patch); `drain` evicts its pods | annotations + Event on the node |
 | Restart | the Eviction API (respects PodDisruptionBudgets: 429 = blocked) | Event on the pod |
@@ -80,12 +80,23 @@ class Actuator:
         self._api.patch(
             f"{path}/scale", {"spec": {"replicas": action.replicas}}, f"scale {action.service}"
         )
-        self._api.patch(path, _trail(action, now, decision), f"annotate {action.service}")
+        untracked = ""
+        try:
+            self._api.patch(path, _trail(action, now, decision), f"annotate {action.service}")
+        except failures.RejectedError as e:
+            # Least privilege (the chart's default) grants the scale subresource only: the
+            # workload is scaled, its Event below is the trail, and a retried decision re-sets
+            # the same replica count.
+            if e.status != 403:
+                raise
+            untracked = " (no trail annotations: not allowed to patch the workload)"
         ref = _ref(current, kind, "apps/v1")
         self._events.record(
             ref, reason="KopilotScaled", message=_message(action, decision), now=now
         )
-        return worlds.Applied(ok=True, detail=f"scaled {action.service} to {action.replicas}")
+        return worlds.Applied(
+            ok=True, detail=f"scaled {action.service} to {action.replicas}{untracked}"
+        )
 
     # -- Bind -------------------------------------------------------------------------------
     def _bind(self, action: actions.Bind, now: float, decision: str) -> worlds.Applied:
