@@ -1,12 +1,14 @@
-# kopilot controller image (the Helm chart in deploy/helm/kopilot runs it).
-#   docker build -t kopilot:0.1.0 .
+# kopilot controller image (the Helm chart in deploy/helm/kopilot runs it), for machines that can
+# pull python:3.11-slim:
+#   docker build -t kopilot-controller:0.1.0 .
+# The tested build needs no registry: bash scripts/build-images.sh (buildah; docs/images.md).
 # Two stages: wheels are built with the full toolchain, the runtime stage only installs them and
 # runs as an unprivileged user with a read-only root filesystem in mind (/tmp is a volume).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[kube]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[kube]"
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MPLCONFIGDIR=/tmp/matplotlib

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
+import datasets  # bench/datasets.py: --quick
 from kopilot.kits import clocks
 from kopilot.kube import controlplane
 
@@ -83,11 +84,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100, help="kwok GPU nodes (and GPU pods)")
     parser.add_argument("--runs", type=int, default=1, help="cold starts to time")
+    datasets.add_quick(parser, nodes=10)
     args = parser.parse_args()
+    datasets.apply_quick(parser, args)
     cache = Path(os.environ.get("KOPILOT_CACHE", Path.home() / ".cache" / "kopilot"))
     binaries = controlplane.pinned_binaries(
         cache=cache, versions_file=REPO / "hack" / "controlplane" / "versions.env"
     )
+    if binaries.missing():
+        datasets.fail(
+            f"control-plane binaries missing in {binaries.bin_dir}: {', '.join(binaries.missing())}; "
+            "build them with `bash scripts/setup.d/50-controlplane.sh`"
+        )
     print(f"binaries: {binaries.bin_dir}; load average {os.getloadavg()[0]:.1f}")
     for run in range(1, args.runs + 1):
         with tempfile.TemporaryDirectory(prefix="kopilot-cp-") as tmp:

@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import datasets  # bench/datasets.py: --quick
 from kopilot.kits import randomness
 from kopilot.scheduling import extender_server, extending
 from tests.scheduling.extender_fixtures import args, v1_node, v1_pod
@@ -177,7 +178,9 @@ def main() -> int:
     parser.add_argument(
         "--in-process", action="store_true", help="CPU per pair without a server (one client)"
     )
+    datasets.add_quick(parser, nodes=200, requests=20)
     opts = parser.parse_args()
+    datasets.apply_quick(parser, opts)
     nodes = [v1_node(f"node-{i:04d}", gpus=8 if i % 3 else 2) for i in range(opts.nodes)]
     names = [n["metadata"]["name"] for n in nodes]
     clients = 1 if opts.in_process else opts.clients

@@ -19,6 +19,7 @@ from typing import TypeVar
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import datasets  # bench/datasets.py: --quick
 from kopilot.kits import clocks, randomness
 from kopilot.scheduling import extender_types, extending
 from tests.scheduling.extender_fixtures import v1_node, v1_pod
@@ -37,7 +38,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=8000, help="at most 8 per node")
     parser.add_argument("--repeat", type=int, default=5)
+    datasets.add_quick(parser, nodes=100, pods=800, repeat=1)
     a = parser.parse_args()
+    datasets.apply_quick(parser, a)
     nodes = [_as(extender_types.Node, v1_node(f"n{i}")) for i in range(a.nodes)]
     pods = []
     for i in range(min(a.pods, 8 * a.nodes)):

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+import datasets  # bench/datasets.py: --quick
 from kopilot.health import ensembles, streaming, zscores
 
 BUDGET_S = 15.0
@@ -51,7 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=20)
+    datasets.add_quick(parser, streams=10_000, steps=5)
     args = parser.parse_args()
+    datasets.apply_quick(parser, args)
     data = synthetic(args.streams, args.steps)
     print(f"one core, numpy {np.__version__}, {args.steps} steps")
     measure("rolling z-score (baseline)", zscores.RollingZScore(args.streams), data)

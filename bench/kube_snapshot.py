@@ -35,6 +35,7 @@ from pathlib import Path
 
 from kubernetes import config
 
+import datasets  # bench/datasets.py: --quick
 from kopilot.kits import clocks
 from kopilot.kube import apis, controlplane, notes, retrying, worlds
 
@@ -213,12 +214,19 @@ def main() -> None:
     parser.add_argument(
         "--settle", type=float, default=120.0, help="then at most this long for them to run"
     )
+    datasets.add_quick(parser, nodes=50, pods=500, deployments=2, replicas=50, cycles=3)
     args = parser.parse_args()
+    datasets.apply_quick(parser, args)
 
     cache = Path(os.environ.get("KOPILOT_CACHE", Path.home() / ".cache" / "kopilot"))
     binaries = controlplane.pinned_binaries(
         cache=cache, versions_file=REPO / "hack" / "controlplane" / "versions.env"
     )
+    if binaries.missing():
+        datasets.fail(
+            f"control-plane binaries missing in {binaries.bin_dir}: {', '.join(binaries.missing())}; "
+            "build them with `bash scripts/setup.d/50-controlplane.sh`"
+        )
     clock = clocks.WallClock()
     t0 = time.perf_counter()
     with (

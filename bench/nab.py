@@ -1,11 +1,12 @@
 """NAB benchmark: kopilot's streaming detector beside the published NAB detectors, on the same files.
 
-    python bench/nab.py                                   # the NAB development subset
-    python bench/nab.py --data DIR --labels FILE [--published RESULTS] [--profiles profiles.json]
+    python bench/nab.py --data DIR             # DIR holds nab-dev/ (the NAB development subset)
+    python bench/nab.py --quick                # the bundled sample (one category: no LOCO)
+    python bench/nab.py --data D --labels FILE [--published RESULTS] [--profiles profiles.json]
 
-`--data` is any directory laid out like NAB's `data/` (category/file.csv, columns timestamp,value)
-and `--labels` a NAB windows file (labels/combined_windows.json) whose keys are paths relative to
-`--data`. `--published` is a folder in NAB's `results/` layout (default: `published/` or NAB's
+With `--labels`, `--data` (or `--corpus`) is any directory laid out like NAB's `data/`
+(category/file.csv, columns timestamp,value) and `--labels` a NAB windows file
+(labels/combined_windows.json) whose keys are paths relative to it. `--published` is a folder in NAB's `results/` layout (default: `published/` or NAB's
 own `results/` beside `--data`, if there; profiles likewise from `profiles.json` or
 `config/profiles.json`): each published detector's anomaly_score column is scored by kopilot's scorer
 (kopilot.health.nab_scoring, NAB's rules) on exactly the files kopilot is scored on.
@@ -34,13 +35,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 import nab_detectors
 import nab_published
 from kopilot.health import nab_corpus, nab_loco, nab_scoring, streaming
 from kopilot.model import errors
-from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
-
-DEV = SHARED_DATA / "nab-dev"
 
 # kopilot's configurations that LOCO chooses among (the knob besides the threshold).
 CANDIDATES = (
@@ -104,6 +103,10 @@ def print_loco(
     from rich.console import Console
     from rich.table import Table
 
+    categories = {nab_loco.category(s) for s in corpus.series}
+    if len(categories) < 2:
+        print(f"no leave-one-category-out table: one category only ({', '.join(categories)})")
+        return
     rows: list[tuple[str, nab_loco.LocoResult]] = []
     if kopilot:
         rows.append(
@@ -164,20 +167,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=DEV / "data", help="NAB-layout data/")
-    parser.add_argument(
-        "--labels",
-        type=Path,
-        default=DEV / "labels" / "combined_windows.json",
-        help="NAB windows file for --data",
-    )
+    datasets.add_arguments(parser, "nab-dev")
+    nab_published.add_corpus_arguments(parser)
     parser.add_argument("--profiles", type=Path, default=None, help="NAB profiles.json")
-    parser.add_argument(
-        "--published",
-        type=Path,
-        default=None,
-        help="published detectors' outputs, NAB results/ layout (default: published/ or results/ beside --data)",
-    )
     parser.add_argument(
         "--candidates",
         default=",".join(CANDIDATES),
@@ -191,27 +183,24 @@ def main() -> None:
     known = list(nab_detectors.DETECTORS)
     candidates = _names(args.candidates, known, "candidates", parser)
     extra = [d for d in _names(args.detectors, known, "detectors", parser) if d not in candidates]
-    # Beside --data: this repository's dev layout (profiles.json, published/) or NAB's own
-    # (config/profiles.json, results/).
-    root = args.data.parent
-    profiles_file = args.profiles or next(
-        (p for p in (root / "profiles.json", root / "config" / "profiles.json") if p.exists()),
-        root / "profiles.json",
+    data_dir, labels = nab_published.corpus_paths(parser, args)
+    # Beside the data folder: this repository's dev layout (profiles.json, published/) or NAB's
+    # own (config/profiles.json, results/).
+    profiles_file = args.profiles or nab_published.beside(
+        data_dir, "profiles.json", "config/profiles.json"
     )
-    published_dir = args.published or next(
-        (p for p in (root / "published", root / "results") if p.is_dir()), root / "published"
-    )
+    published_dir = args.published or nab_published.beside(data_dir, "published", "results")
     try:
-        if not args.data.is_dir():
+        if not data_dir.is_dir():
             raise errors.InvalidInputError(
-                f"{args.data}: no such data folder; pass --data <NAB's data/> --labels <windows>"
+                f"{data_dir}: no such data folder; pass --data <NAB's data/> --labels <windows>"
             )
-        corpus = nab_corpus.load(args.data, args.labels)
+        corpus = nab_corpus.load(data_dir, labels)
         profiles = nab_scoring.PROFILES
-        if profiles_file.exists():
+        if profiles_file is not None and profiles_file.exists():
             profiles = nab_scoring.profiles_from_json(json.loads(profiles_file.read_text()))
         published = {}
-        if published_dir.is_dir():
+        if published_dir is not None and published_dir.is_dir():
             published = nab_published.load(published_dir, corpus)
             if args.published and not published:
                 raise errors.InvalidInputError(

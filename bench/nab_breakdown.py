@@ -1,7 +1,8 @@
 """Where kopilot's detector loses NAB points: per window and per false positive (standard profile).
 
-    python bench/nab_breakdown.py                       # the NAB dev subset
-    python bench/nab_breakdown.py --data DIR --labels FILE
+    python bench/nab_breakdown.py --data DIR            # the NAB dev subset (DIR/nab-dev)
+    python bench/nab_breakdown.py --quick               # the bundled sample
+    python bench/nab_breakdown.py --corpus DIR --labels FILE
 
 A perfect detector earns the TP weight per window; the ensemble's raw score falls short by
 `2 x missed windows` (a miss costs the FN weight instead of earning the TP weight), by lateness
@@ -21,12 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 import nab_detectors
 from kopilot.health import ensembles, nab_corpus, nab_scoring, streaming
-from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
-
-DEV = SHARED_DATA / "nab-dev"
 
 
 def member_surprises(matrix: np.ndarray) -> np.ndarray:
@@ -46,10 +44,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=DEV / "data")
-    parser.add_argument("--labels", type=Path, default=DEV / "labels" / "combined_windows.json")
+    parser.add_argument("--corpus", type=Path, help="directory laid out like NAB's data/")
+    parser.add_argument("--labels", type=Path, help="NAB windows file for --corpus")
+    datasets.add_arguments(parser, "nab-dev")
     args = parser.parse_args()
-    corpus = nab_corpus.load(args.data, args.labels)
+    if bool(args.corpus) != bool(args.labels):
+        parser.error("--corpus and --labels go together")
+    if args.corpus is None:
+        dev = datasets.root(args, "nab-dev") / "nab-dev"
+        args.corpus, args.labels = dev / "data", dev / "labels" / "combined_windows.json"
+    corpus = nab_corpus.load(args.corpus, args.labels)
     matrix = corpus.matrix()
     scores = streaming.run(ensembles.default(matrix.shape[1]), matrix)
     members = member_surprises(matrix)

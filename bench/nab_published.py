@@ -9,6 +9,7 @@ the same files by the same rules.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import io
@@ -20,6 +21,40 @@ from kopilot.health import nab_corpus
 from kopilot.model import errors
 
 DETECTORS = ("ARTime", "numenta", "contextOSE", "knncad", "randomCutForest")
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--corpus`/`--labels` for any NAB-layout folder, beside datasets' `--data`/`--quick`."""
+    parser.add_argument("--corpus", type=Path, help="a folder laid out like NAB's data/")
+    parser.add_argument("--labels", type=Path, help="NAB windows file (combined_windows.json)")
+    parser.add_argument(
+        "--published",
+        type=Path,
+        default=None,
+        help="published detectors' outputs in NAB's results/ layout "
+        "(default: published/ or results/ beside the data folder)",
+    )
+
+
+def corpus_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Path]:
+    """(NAB-layout data folder, windows file). `--corpus D --labels F`, or `--data D --labels F`
+    (D laid out like NAB's data/), or `--data DIR` holding nab-dev/, or `--quick` (the sample)."""
+    import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
+
+    if args.labels is not None:
+        folder = args.corpus or args.data
+        if folder is None:
+            parser.error("--labels goes with --corpus (or --data) naming NAB's data/ folder")
+        return Path(folder), Path(args.labels)
+    if args.corpus is not None:
+        parser.error("--corpus and --labels go together")
+    dev = datasets.root(args, "nab-dev") / "nab-dev"
+    return dev / "data", dev / "labels" / "combined_windows.json"
+
+
+def beside(data_dir: Path, *names: str) -> Path | None:
+    """The first of `names` that exists next to the data folder (NAB's or the dev layout)."""
+    return next((data_dir.parent / n for n in names if (data_dir.parent / n).exists()), None)
 
 
 def _open(path: Path) -> io.TextIOBase:

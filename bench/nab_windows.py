@@ -1,6 +1,7 @@
 """Which windows each detector catches under leave-one-category-out, window by window.
 
-    python bench/nab_windows.py [--data DIR --labels FILE] [--published RESULTS]
+    python bench/nab_windows.py --data DIR     # DIR holds nab-dev/
+    python bench/nab_windows.py --data D --labels FILE [--published RESULTS]
 
 For each series: per window, the row offset of each detector's first detection inside it (`--`:
 missed), each detector at its LOCO threshold for that series' category (chosen on the other
@@ -19,28 +20,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 import nab_published
 from kopilot.health import ensembles, nab_corpus, nab_loco, nab_scoring, streaming
 from kopilot.model import errors
-from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
-
-DEV = SHARED_DATA / "nab-dev"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=DEV / "data")
-    parser.add_argument("--labels", type=Path, default=DEV / "labels" / "combined_windows.json")
-    parser.add_argument("--published", type=Path, default=None)
+    datasets.add_arguments(parser, "nab-dev")
+    nab_published.add_corpus_arguments(parser)
     args = parser.parse_args()
-    published_dir = args.published or next(
-        (p for p in (args.data.parent / "published", args.data.parent / "results") if p.is_dir()),
-        None,
-    )
+    data_dir, labels = nab_published.corpus_paths(parser, args)
+    published_dir = args.published or nab_published.beside(data_dir, "published", "results")
     try:
-        corpus = nab_corpus.load(args.data, args.labels)
+        corpus = nab_corpus.load(data_dir, labels)
         published = nab_published.load(published_dir, corpus) if published_dir else {}
     except errors.InvalidInputError as e:
         parser.exit(2, f"error: {e}\n")

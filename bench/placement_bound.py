@@ -18,6 +18,8 @@ Per pod type: sum over node types of x <= the arrived count (prefix at 100 % or 
 
     python bench/placement_bound.py --seeds 10                 # default trace, bound only
     python bench/placement_bound.py --seeds 3 --with-kopilot   # also runs kopilot's policy
+    python bench/placement_bound.py --quick                    # default trace, 1 seed
+    python bench/placement_bound.py --data DIR --traces all    # the variants (alibaba-gpu-2023/)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy import optimize, sparse
 
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 import placement_fgd  # bench/placement_fgd.py: the same data, arrivals and harness
 from kopilot.model import cluster, resources
 from kopilot.scheduling import demands, profiles
@@ -133,11 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--traces", default="default", help="comma list of variants, or 'all'")
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=None, help="default 10 (--quick 1)")
     parser.add_argument("--with-kopilot", action="store_true", help="also run kopilot's policy")
+    datasets.add_arguments(parser, "alibaba-gpu-2023")
     args = parser.parse_args(argv)
+    args.seeds = args.seeds or (1 if args.quick else 10)
+    if args.quick and args.traces != "default":
+        datasets.fail("--quick runs the bundled default trace only; the variants need --data")
     console = Console(width=150)
     variants = placement_fgd.VARIANTS if args.traces == "all" else tuple(args.traces.split(","))
+    paths = {v: placement_fgd.pod_list(args, v) for v in variants}
     nodes = openb.load_nodes(placement_fgd.NODES)
     kinds = node_types(nodes)
     capacity = sum(len(n.gpus) for n in nodes) * GPU
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="right")
     for variant in variants:
         started = time.perf_counter()
-        trace = openb.load_pods(placement_fgd.DATA / f"openb_pod_list_{variant}.csv")
+        trace = openb.load_pods(paths[variant])
         pool = [demands.from_pod(tp.pod) for tp in trace]
         workload = profiles.workload_of(pool)
         b100: list[float] = []

@@ -7,7 +7,11 @@ policy and seed we record the GPU allocation ratio (allocated milli-GPU / capaci
 arrived demand crosses 100 % and at 130 %. The same arrival sequence is used for every policy.
 
     python bench/placement_fgd.py                       # default trace, 10 seeds, all policies
-    python bench/placement_fgd.py --traces all --seeds 10 --out bench/results/placement_fgd.json
+    python bench/placement_fgd.py --data DIR --traces all --seeds 10 --out bench/results/placement_fgd.json
+    python bench/placement_fgd.py --quick               # default trace, 1 seed, bestfit/fgd/kopilot
+
+The node list and the default pod list ship with kopilot (src/kopilot/data); the other pod lists
+(--traces) come from the full data set (--data DIR holding alibaba-gpu-2023/).
 """
 
 from __future__ import annotations
@@ -25,14 +29,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 from kopilot.kits import randomness
 from kopilot.model import resources
 from kopilot.scheduling import demands, framework, placing, profiles, state
 from kopilot.traces import openb
-from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
 
-DATA = SHARED_DATA / "alibaba-gpu-2023"
-NODES = DATA / "openb_node_list_gpu_node.csv"
+NODES = datasets.BUNDLED / "openb_node_list_gpu_node.csv"  # byte-for-byte the openb copy
 VARIANTS = (
     "default",
     "gpuspec05",
@@ -202,25 +205,43 @@ def save(out: Path, results: dict[str, dict[str, list[Run]]]) -> None:
     out.write_text(json.dumps(payload, indent=1))
 
 
+def pod_list(args: argparse.Namespace, variant: str) -> Path:
+    """The default pod list ships with kopilot; the variants come from --data."""
+    if variant == "default":
+        return datasets.BUNDLED / "openb_pod_list_default.csv"
+    if variant not in VARIANTS:
+        datasets.fail(f"unknown trace {variant!r}; known: {', '.join(VARIANTS)}")
+    root = datasets.root(args, "alibaba-gpu-2023")
+    return datasets.need_file(root / "alibaba-gpu-2023" / f"openb_pod_list_{variant}.csv")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--traces", default="default", help="comma list of variants, or 'all'")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--seeds", type=int, default=None, help="default 10 (--quick 1)")
+    parser.add_argument(
+        "--policies", default=None, help="default all (--quick bestfit,fgd,kopilot)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    datasets.add_arguments(parser, "alibaba-gpu-2023")
     args = parser.parse_args(argv)
+    args.seeds = args.seeds or (1 if args.quick else 10)
+    args.policies = args.policies or ("bestfit,fgd,kopilot" if args.quick else ",".join(POLICIES))
+    if args.quick and args.traces != "default":
+        datasets.fail("--quick runs the bundled default trace only; the variants need --data")
     console = Console(width=150)
     variants = VARIANTS if args.traces == "all" else tuple(args.traces.split(","))
     policies = tuple(args.policies.split(","))
+    paths = {v: pod_list(args, v) for v in variants}  # every file checked before the first run
     nodes = openb.load_nodes(NODES)
     results: dict[str, dict[str, list[Run]]] = {}
     wall = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("placing", total=len(variants) * len(policies) * args.seeds)
         for variant in variants:
-            trace = openb.load_pods(DATA / f"openb_pod_list_{variant}.csv")
+            trace = openb.load_pods(paths[variant])
             pool = [demands.from_pod(tp.pod) for tp in trace]
             workload = profiles.workload_of(pool)
             capacity = sum(len(n.gpus) for n in nodes) * resources.GPU_MILLI

@@ -19,6 +19,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+import datasets  # bench/datasets.py: --quick
 from kopilot.kits import randomness
 from kopilot.model import cluster, gpus
 from kopilot.scheduling import demands, framework, migplanning, placing, profiles, state
@@ -80,7 +81,9 @@ def main() -> int:
     )
     parser.add_argument("--nodes", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=10)
+    datasets.add_quick(parser, seeds=2)
     opts = parser.parse_args()
+    datasets.apply_quick(parser, opts)
     console = Console()
     capacity = opts.nodes * 8 * gpus.COMPUTE_SLICES
     for mix_name, mix in MIXES.items():

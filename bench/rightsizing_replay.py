@@ -5,12 +5,12 @@ and its recommendation is held against the rest (`kopilot.cost.replay`). Printed
 wasted core-hours / GiB-hours / GPU-hours, OOM-kills (memory), throttled intervals (CPU) and GPU
 contention intervals, and kopilot's waste as a ratio of krr's and VPA's.
 
-Data (read as-is from /work/shared/data, see each SOURCE.txt):
+Data (read as-is from --data DIR, see bench/datasets.py; --quick reads the bundled samples):
 - CPU: the 16 Crane DSP series (crane-dsp-testdata/input*.csv); the source does not state the
   unit, the values are read as millicores (input15 then peaks at 22 cores, input0 at 0.15).
 - GPU: the Alibaba GenTD26 per-pod GPU duty cycle (pod_gpu_duty_cycle_anon.csv, 143 pods x
   ~23 h); each pod holds one GPU, duty cycle % / 100 = GPU share used.
-- Memory: there is no real memory series in shared data. The memory rows are a STAND-IN: the
+- Memory: none of the data sets has a real memory series. The memory rows are a STAND-IN: the
   same Crane series, each scaled so that its peak is 2 GiB of working set (read as MiB, most
   would sit under the 100-250 MiB floors of the strategies and the floors would decide). They
   exercise the OOM logic; they are not evidence about real memory behaviour.
@@ -18,7 +18,8 @@ Data (read as-is from /work/shared/data, see each SOURCE.txt):
 kopilot's quantile and margin are chosen by the strategy itself, by backtesting on the last
 third of each training part (never on the evaluated part); --over-budget sets its budget.
 
-Usage: python bench/rightsizing_replay.py [--train 0.7] [--over-budget 0.01] [--per-series]
+Usage: python bench/rightsizing_replay.py --data DIR [--train 0.7] [--over-budget 0.01] [--per-series]
+       python bench/rightsizing_replay.py --quick   (16 Crane samples at 15 min, 3 GenTD26 pods)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections import defaultdict
 
 import numpy as np
 
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 from kopilot.cost import replay, rightsizing
 from kopilot.model import series
 
@@ -105,13 +107,6 @@ def main() -> None:
     parser.add_argument(
         "--train", type=float, default=0.7, help="fraction of each series to train on"
     )
-    beside = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-    parser.add_argument(
-        "--data",
-        type=pathlib.Path,
-        default=beside if beside.exists() else pathlib.Path("/work/shared/data"),
-        help="the shared data folder (default: shared/data beside the repo)",
-    )
     parser.add_argument("--per-series", action="store_true", help="print every series' figures")
     parser.add_argument(
         "--plot",
@@ -126,7 +121,9 @@ def main() -> None:
         default=rightsizing.Kopilot().over_budget,
         help="kopilot's backtest budget: the share of samples usage may exceed its level",
     )
+    datasets.add_arguments(parser, "crane-dsp-testdata", "alibaba-gentd26")
     args = parser.parse_args()
+    data = datasets.root(args, "crane-dsp-testdata", "alibaba-gentd26")
     strategies = (
         rightsizing.KrrSimple(),
         rightsizing.VpaRecommender(),
@@ -138,8 +135,8 @@ def main() -> None:
         lambda: defaultdict(lambda: [0.0, 0, 0, 0.0])
     )
     t0 = time.perf_counter()
-    cpu = crane(args.data)
-    gpu = alibaba_gpu(args.data)
+    cpu = crane(data)
+    gpu = alibaba_gpu(data)
     jobs: list[tuple[str, str, series.Series, float]] = []
     jobs += [("cpu", k, s, 1 / 1000.0) for k, s in cpu.items()]
     jobs += [("memory*", k, s, 2 * GIB / float(np.max(s.values))) for k, s in cpu.items()]

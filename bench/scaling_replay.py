@@ -1,6 +1,7 @@
 """Replay real demand series against kopilot, HPA, KEDA, KPA and the oracle, in one run.
 
-    python bench/scaling_replay.py [--only NAME] [--max-days D] [--workers 2] [--out FILE]
+    python bench/scaling_replay.py --data DIR [--only NAME] [--max-days D] [--workers 2] [--out FILE]
+    python bench/scaling_replay.py --quick    # 3 bundled sample series, 2 days at most, headroom 0.4
         [--headroom H --spare S ...]   (kopilot configurations side by side, one --spare per
                                         --headroom; default: headrooms 0.4 and 0.8, no spare)
 
@@ -11,7 +12,7 @@ demand above ready capacity counted as not served within the SLO. Replica time c
 creation (a starting replica holds its GPU). Policies decide at every sample time and see the
 samples *before* it (the bucket that is just starting is not yet measured).
 
-Series (from /work/shared/data): Alibaba GenTD26 qps.csv summed per timestamp (57 s); Azure LLM
+Series (from --data DIR, bench/datasets.py): Alibaba GenTD26 qps.csv summed per timestamp (57 s); Azure LLM
 code and conv traces as requests per 15 s; NAB nyc_taxi (30 min, linearly interpolated to 5 min)
 and elb_request_count_8c0756 (5 min, real gaps kept as gaps); Crane input0..15 (60 s; input15
 15 s).
@@ -36,9 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 
-DATA = SHARED_DATA
+NEEDS = ("alibaba-gentd26", "azure-llm-inference-2023", "nab", "crane-dsp-testdata")
+QUICK = ("alibaba-qps", "elb_8c0756", "crane-input10")
+COLD_STARTS = "alibaba-gentd26/basemodel_update_latency_anon.csv"
 PEAK_REPLICAS = 30
 BASELINE_UTILIZATION = 0.7
 COLD_QUANTILE = 0.95
@@ -50,6 +53,7 @@ class Job:
     name: str
     loader: str
     path: str
+    cold: str
     max_days: float | None
     seed: int
     quantile: float
@@ -111,7 +115,7 @@ def run_job(job: Job) -> dict[str, Any]:
     from kopilot.traces import demand
 
     t, v, step = _load(job)
-    cold = demand.load_cold_starts(DATA / "alibaba-gentd26/basemodel_update_latency_anon.csv")
+    cold = demand.load_cold_starts(Path(job.cold))
     capacity = oracle.replicas_for(float(v.max()), PEAK_REPLICAS)
     initial = math.ceil(v[0] / capacity - 1e-9)
     spec = serving.ServiceSpec(
@@ -197,6 +201,8 @@ SERIES: tuple[tuple[str, str, str], ...] = (
 
 
 def jobs(
+    data: Path,
+    *,
     max_days: float | None,
     seed: int,
     quantile: float,
@@ -205,7 +211,17 @@ def jobs(
 ) -> list[Job]:
     spares = spares if spares is not None else (planning_default_spare(),) * len(headrooms)
     return [
-        Job(name, loader, str(DATA / rel), max_days, seed, quantile, headrooms, spares)
+        Job(
+            name,
+            loader,
+            str(data / rel),
+            str(data / COLD_STARTS),
+            max_days,
+            seed,
+            quantile,
+            headrooms,
+            spares,
+        )
         for name, loader, rel in SERIES
     ]
 
@@ -254,14 +270,27 @@ def main() -> None:
         "policy's default for each)",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    datasets.add_arguments(parser, *NEEDS)
     args = parser.parse_args()
+    data = datasets.root(args, *NEEDS)
+    if args.quick:
+        args.only = args.only or list(QUICK)
+        args.max_days = args.max_days or 2.0
+        args.headroom = args.headroom or [0.4]
     headrooms = tuple(None if h < 0 else h for h in (args.headroom or [0.4, 0.8]))
     spares = tuple(args.spare) if args.spare else None
     if spares is not None and len(spares) != len(headrooms):
         parser.error("give one --spare per --headroom")
     todo = [
         j
-        for j in jobs(args.max_days, args.seed, args.quantile, headrooms, spares)
+        for j in jobs(
+            data,
+            max_days=args.max_days,
+            seed=args.seed,
+            quantile=args.quantile,
+            headrooms=headrooms,
+            spares=spares,
+        )
         if not args.only or j.name in args.only
     ]
     console = Console(width=max(150, Console().width))
@@ -317,6 +346,11 @@ def main() -> None:
             f"replica-hours on {met[name]}/{len(results)}."
         )
     console.print(f"Wall time {time.perf_counter() - started:.0f} s.")
+    if args.quick:
+        console.print(
+            "--quick checks that the replay runs on the bundled samples; its figures are not the "
+            "benchmark's (two days leave the forecasters little history): run it with --data."
+        )
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))
     sys.stdout.flush()

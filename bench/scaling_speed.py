@@ -1,6 +1,7 @@
 """How fast kopilot fits, forecasts and decides.
 
-    python bench/scaling_speed.py [--services 1000] [--days 14]
+    python bench/scaling_speed.py --data DIR [--services 1000] [--days 14]
+    python bench/scaling_speed.py --quick     # 50 services, 3 days, on the bundled sample
 
 1. Fit + forecast for one service with `--days` of 1-minute history (period detection, rolling
    backtest of every forecaster, calibration, refit, one quantile forecast). Brief: under 1 s.
@@ -8,7 +9,8 @@
    state of a control loop: refits are spread over hours). Brief: under 2 s for 1,000.
 3. The same decision with a cold state (every service fitted in that one call), for reference.
 
-History: Crane's input1 (16 days at 60 s, real CPU series) cut to `--days` days, with each
+History: Crane's input1 (16 days at 60 s, real CPU series; with --quick the bundled input10,
+the sample kept at 60 s) cut to `--days` days, with each
 service's copy scaled and shifted in time by a seeded random amount so no two are identical.
 """
 
@@ -19,9 +21,7 @@ import random
 import statistics
 import time
 
-from shared import SHARED_DATA  # bench/shared.py: ../shared/data beside the repo
-
-DATA = SHARED_DATA / "crane-dsp-testdata" / "input1.csv"
+import datasets  # bench/datasets.py: --data, --quick and where each data set comes from
 
 
 def main() -> None:
@@ -30,18 +30,25 @@ def main() -> None:
     from kopilot.traces import demand
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--services", type=int, default=1000)
-    parser.add_argument("--days", type=float, default=14.0)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--services", type=int, default=None, help="default 1000 (--quick 50)")
+    parser.add_argument("--days", type=float, default=None, help="default 14 (--quick 3)")
+    parser.add_argument("--repeat", type=int, default=None, help="default 5 (--quick 1)")
+    datasets.add_arguments(parser, "crane-dsp-testdata")
     args = parser.parse_args()
+    quick = args.quick
+    args.services = args.services or (50 if quick else 1000)
+    args.days = args.days or (3.0 if quick else 14.0)
+    args.repeat = args.repeat or (1 if quick else 5)
+    data = datasets.root(args, "crane-dsp-testdata") / "crane-dsp-testdata"
+    path = datasets.need_file(data / ("input10.csv" if quick else "input1.csv"))
 
-    trace = demand.load_crane(DATA)
+    trace = demand.load_crane(path)
     t0 = float(trace.demand.times[0])
     keep = trace.demand.times < t0 + args.days * 86400.0
     times, values = trace.demand.times[keep], trace.demand.values[keep]
     now = float(times[-1]) + 60.0
     history = series.Series.of(times, values)
-    print(f"history: {len(history)} samples ({args.days:g} days at 60 s) from {DATA.name}")
+    print(f"history: {len(history)} samples ({args.days:g} days at 60 s) from {path.name}")
 
     fit_times = []
     for _ in range(args.repeat):

@@ -31,6 +31,8 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+import datasets  # bench/datasets.py: --quick
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -62,7 +64,9 @@ class Point:
 def default_model() -> pathlib.Path:
     spec = importlib.util.find_spec("nudenet")
     if spec is None or spec.origin is None:
-        raise SystemExit("nudenet is not installed: run scripts/setup.d/40-serving-model.sh")
+        datasets.fail(
+            "the test model (nudenet) is not installed: run scripts/setup.d/40-serving-model.sh"
+        )
     return pathlib.Path(spec.origin).parent / "320n.onnx"
 
 
@@ -249,7 +253,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-model-scaling", action="store_true", help="skip ONNX Runtime alone")
     parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("/tmp"))
+    datasets.add_quick(
+        parser, concurrency=[1, 4], warmup=0.5, duration=2.0, rounds=1, skip_model_scaling=True
+    )
     args = parser.parse_args()
+    datasets.apply_quick(parser, args)
     model = args.model or default_model()
     body = args.image.read_bytes()
     common = ["--intra-op-threads", str(args.intra_op_threads), "--max-queue-size", "256"]

@@ -1,21 +1,12 @@
-"""Where the shared real traces are: `../shared/data` beside the repository (as in CI).
+"""Where the tests' real trace samples are: `tests/data/traces`, inside the repository.
 
-`KOPILOT_SHARED_DATA` overrides it; `/work/shared/data` is the last resort for a developer
-machine laid out like CI's.
+Each sample is a small, unchanged slice of a public data set (tests/data/traces/SOURCE.txt says
+which rows, from where, under which licence). Tests never read outside the repository; a check
+that needs a whole data set is a benchmark (bench/, `--data`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-
-def shared_data() -> Path:
-    env = os.environ.get("KOPILOT_SHARED_DATA")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return beside if beside.exists() else Path("/work/shared/data")
-
-
-SHARED_DATA = shared_data()
+TRACES = Path(__file__).resolve().parent / "data" / "traces"

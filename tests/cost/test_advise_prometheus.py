@@ -161,3 +161,32 @@ def test_bad_price_book_exits_2_naming_the_field(
     run = _advise_here(prometheus_server, tmp_path, "--prices", str(book))
     assert run.exit_code == 2
     assert "gpu_hour" in run.output
+
+
+def test_the_live_loop_writes_the_same_report(
+    prometheus_server: fx.Server,
+    report: tuple[dict, pathlib.Path, str],
+    tmp_path: pathlib.Path,
+) -> None:
+    """`kopilot run --advise-dir` writes what `kopilot advise` writes for the same window, and a
+    Prometheus that is gone is a line to show, not a fault of the loop."""
+    from kopilot.metrics import prometheus
+    from kopilot.report import advice
+
+    data, _, _ = report
+    with prometheus.Client(prometheus_server.url) as client:
+        live = advice.LiveAdvice(client=client, out=tmp_path, every_s=3600, window_s=48 * 3600)
+        assert live.due(prometheus_server.end)
+        line = live.write(prometheus_server.end)
+        assert "advise report written" in line, line
+        assert not live.due(prometheus_server.end + 60)
+    written = json.loads((tmp_path / "advise.json").read_text())
+    for key in ("totals", "costs", "idle_gpus", "scale_to_zero", "rightsizing", "recommend"):
+        assert written[key] == data[key], key
+    assert (tmp_path / "advise.html").stat().st_size > 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with prometheus.Client(f"http://127.0.0.1:{port}", timeout=2.0) as gone:
+        down = advice.LiveAdvice(client=gone, out=tmp_path / "x", every_s=60, window_s=7200)
+        assert "advise report not written" in down.write(prometheus_server.end)

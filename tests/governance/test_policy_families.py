@@ -34,6 +34,9 @@ def test_without_a_section_every_family_is_on_and_health_disruption_needs_approv
         "scaling": True,
         "readiness": True,
         "health": True,
+        "mig": True,
+        "idle": True,
+        "rightsizing": True,
     }
     out = _judge(
         "dry_run: false\n",

@@ -9,7 +9,7 @@ import pytest
 
 from kopilot.health import nab_scoring
 from kopilot.model import errors
-from tests.paths import SHARED_DATA
+from tests.paths import TRACES
 
 STANDARD = nab_scoring.PROFILES[0]
 T0 = np.datetime64("2020-01-01T00:00:00", "s")
@@ -114,10 +114,9 @@ def test_window_without_rows_is_a_clear_error() -> None:
         nab_scoring.score_corpus([bad], [np.zeros(100)], STANDARD)
 
 
-NAB_DEV = SHARED_DATA / "nab-dev"
+NAB_DEV = TRACES / "nab-dev"  # the six realAdExchange series and their 14 windows
 
 
-@pytest.mark.skipif(not NAB_DEV.exists(), reason="needs the shared NAB dev subset")
 def test_real_nab_labels_null_and_perfect() -> None:
     import json
 
@@ -142,4 +141,4 @@ def test_real_nab_labels_null_and_perfect() -> None:
         assert nab_scoring.score_corpus(corpus, null, profile).score == pytest.approx(0.0)
         result = nab_scoring.score_corpus(corpus, perfect, profile)
         assert result.score == pytest.approx(100.0)
-        assert result.null == -profile.fn_weight * 67
+        assert result.null == -profile.fn_weight * 14

@@ -60,12 +60,19 @@ def namespace(api: apis.Api) -> Iterator[str]:
 
 @contextlib.contextmanager
 def node_group(
-    api: apis.Api, count: int, *, gpus: int = 8, labels: dict[str, str] | None = None
+    api: apis.Api,
+    count: int,
+    *,
+    gpus: int = 8,
+    labels: dict[str, str] | None = None,
+    extended: dict[str, str] | None = None,
 ) -> Iterator[list[str]]:
-    """`count` kwok nodes with `gpus` A100s each (or what `labels` say), Ready; deleted afterwards."""
+    """`count` kwok nodes with `gpus` A100s each (or what `labels` say), Ready; deleted afterwards.
+    `extended` adds capacity (MIG slices: `{"nvidia.com/mig-1g.10gb": "14"}`)."""
     group = uuid.uuid4().hex[:8]
     names = [f"n-{group}-{i}" for i in range(count)]
     capacity = {"cpu": "96", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": str(gpus)}
+    capacity.update(extended or {})
     try:
         for name in names:
             api.post(

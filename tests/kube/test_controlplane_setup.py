@@ -1,10 +1,12 @@
 """Finding the control-plane binaries: pinned versions file, missing parts named, clear errors.
 
-No processes are started here (the real control plane is tests/kube/test_controlplane.py).
+No control plane is started here (the real one is tests/kube/test_controlplane.py); the build
+script runs against a fake cache with no Go on PATH, so it cannot start a build.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,53 @@ def test_missing_binaries_are_named_with_the_command_that_builds_them(tmp_path: 
     ]
     with pytest.raises(controlplane.BinariesMissingError, match=r"setup\.d/50-controlplane\.sh"):
         found.require()
+
+
+def _fake_cache(tmp_path: Path, versions: str) -> Path:
+    """A $KOPILOT_CACHE whose control plane looks built, for the versions given."""
+    k8s = controlplane.read_versions(REPO / "hack" / "controlplane" / "versions.env")["K8S_VERSION"]
+    dest = tmp_path / "cache" / "controlplane" / k8s
+    (dest / "bin").mkdir(parents=True)
+    for name in (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "helm",
+    ):
+        exe = dest / "bin" / name
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+    (dest / "bin" / "kwok-stages.yaml").write_text("---\n")
+    (dest / "versions.env").write_text(versions)
+    return tmp_path / "cache"
+
+
+def _build(cache: Path) -> subprocess.CompletedProcess[str]:
+    # No Go on PATH: a build that would start fails at once, naming Go.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cache.parent), "KOPILOT_CACHE": str(cache)}
+    return subprocess.run(
+        ["bash", str(REPO / "hack" / "controlplane" / "build.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_build_is_a_no_op_when_the_cache_holds_these_versions(tmp_path: Path) -> None:
+    same = (REPO / "hack" / "controlplane" / "versions.env").read_text()
+    done = _build(_fake_cache(tmp_path, same))
+    assert done.returncode == 0 and "binaries present" in done.stdout, done.stderr
+
+
+def test_a_cache_built_for_other_versions_is_not_taken_as_built(tmp_path: Path) -> None:
+    other = (
+        (REPO / "hack" / "controlplane" / "versions.env")
+        .read_text()
+        .replace("KWOK_VERSION=", "KWOK_VERSION=v0.0.1-old #")
+    )
+    done = _build(_fake_cache(tmp_path, other))
+    assert done.returncode == 1 and "'go' not found" in done.stderr

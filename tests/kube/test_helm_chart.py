@@ -8,12 +8,13 @@ ServiceAccount may and may not do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +60,35 @@ def test_chart_policy_is_a_valid_governance_policy(helm: Path) -> None:
     assert policy.rails.dry_run is True  # the chart proposes actions until a person opts in
 
 
-def test_rbac_switches_remove_their_rules(helm: Path) -> None:
-    def verbs(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
-        (role,) = by_kind(docs, "ClusterRole")
-        return {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+def verbs(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(resource, verb) over every ClusterRole of the release."""
+    return {
+        (r, v)
+        for role in by_kind(docs, "ClusterRole")
+        for rule in role["rules"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
 
+
+def test_rbac_switches_remove_their_rules(helm: Path) -> None:
     default = verbs(render(helm, "ns"))
     assert ("pods/binding", "create") not in default  # placing pods is off by default
     assert ("pods/eviction", "create") in default
     assert ("deployments/scale", "patch") in default
+    assert ("deployments", "patch") not in default  # the scale subresource only
+    assert ("statefulsets", "patch") not in default
+    assert ("nodes", "patch") in default
+    assert ("deployments", "patch") in verbs(render(helm, "ns", "rbac.annotateWorkloads=true"))
     narrowed = verbs(
-        render(helm, "ns", "rbac.allowScale=false", "rbac.allowCordon=false", "rbac.allowBind=true")
+        render(
+            helm,
+            "ns",
+            "rbac.allowScale=false",
+            "rbac.allowCordon=false",
+            "rbac.allowRepartition=false",
+            "rbac.allowBind=true",
+        )
     )
     assert ("deployments/scale", "patch") not in narrowed
     assert ("deployments", "patch") not in narrowed
@@ -78,15 +97,51 @@ def test_rbac_switches_remove_their_rules(helm: Path) -> None:
     assert not by_kind(render(helm, "ns", "rbac.create=false"), "ClusterRole")
 
 
+def test_a_namespaced_controller_acts_only_in_its_namespaces(helm: Path) -> None:
+    docs = render(helm, "ns", "namespaces={ml,vision}")
+    assert ("nodes", "patch") not in verbs(docs)  # nodes belong to the whole cluster
+    bindings = by_kind(docs, "RoleBinding")
+    acting = [b for b in bindings if b["roleRef"]["name"].endswith("-act")]
+    assert sorted(b["metadata"]["namespace"] for b in acting) == ["ml", "vision"]
+    bound = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
+    assert bound == {"kopilot"}  # only the read-only role holds cluster-wide
+
+
 @pytest.fixture
 def installed(
     helm: Path, api_client: client.ApiClient
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """The chart's objects created in a fresh namespace; all of them removed afterwards."""
+    with install(helm, api_client) as release:
+        yield release
+
+
+@contextlib.contextmanager
+def install(
+    helm: Path, api_client: client.ApiClient, *values: str, managed: Sequence[str] = ()
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The chart's objects created in a fresh namespace (and the `managed` namespaces, which are
+    created first); all of them removed afterwards."""
     namespace = f"kopilot-{uuid.uuid4().hex[:6]}"
-    docs = render(helm, namespace, f"fullnameOverride=kopilot-{namespace}")
+    docs = render(helm, namespace, f"fullnameOverride=kopilot-{namespace}", *values)
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    for name in (namespace, *managed):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # The audit log's claim binds to this volume (the test cluster has no provisioner).
+    (claim,) = by_kind(docs, "PersistentVolumeClaim")
+    volume = core.create_persistent_volume(
+        client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name=f"{namespace}-state"),
+            spec=client.V1PersistentVolumeSpec(
+                capacity={"storage": claim["spec"]["resources"]["requests"]["storage"]},
+                access_modes=claim["spec"]["accessModes"],
+                host_path=client.V1HostPathVolumeSource(path=f"/var/lib/{namespace}"),
+                claim_ref=client.V1ObjectReference(
+                    namespace=namespace, name=claim["metadata"]["name"]
+                ),
+                persistent_volume_reclaim_policy="Retain",
+            ),
+        )
+    )
     api = dynamic.DynamicClient(api_client)
     created: list[tuple[Any, dict[str, Any]]] = []
     try:
@@ -94,7 +149,9 @@ def installed(
             resource = api.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
             resource.create(
                 body=doc,
-                namespace=namespace if resource.namespaced else None,
+                namespace=doc["metadata"].get("namespace", namespace)
+                if resource.namespaced
+                else None,
                 query_params=[("fieldValidation", "Strict")],
             )
             created.append((resource, doc))
@@ -103,7 +160,9 @@ def installed(
         for resource, doc in created:
             if not resource.namespaced:
                 resource.delete(name=doc["metadata"]["name"])
-        core.delete_namespace(namespace)
+        for name in (namespace, *managed):
+            core.delete_namespace(name)
+        core.delete_persistent_volume(volume.metadata.name)
 
 
 def can(api_client: client.ApiClient, user: str, namespace: str | None, **attributes: str) -> bool:
@@ -147,6 +206,11 @@ def test_chart_installs_and_its_pod_runs_under_kwok(
         (pod,) = pods
         assert pod.spec.service_account_name == f"kopilot-{namespace}"
         assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
+        (state,) = [v for v in pod.spec.volumes if v.name == "state"]
+        claim = core.read_namespaced_persistent_volume_claim(
+            state.persistent_volume_claim.claim_name, namespace
+        )
+        assert claim.status.phase == "Bound"  # the audit log outlives the pod
     finally:
         core.delete_node(node)
 
@@ -162,10 +226,23 @@ def test_chart_rbac_is_least_privilege(
         (None, {"verb": "watch", "resource": "nodes"}),
         ("ml", {"verb": "list", "resource": "pods"}),
         ("ml", {"verb": "patch", **scale}),
-        ("ml", {"verb": "patch", "group": "apps", "resource": "statefulsets"}),
+        (
+            "ml",
+            {"verb": "patch", "group": "apps", "resource": "statefulsets", "subresource": "scale"},
+        ),
         ("ml", {"verb": "create", "resource": "pods", "subresource": "eviction"}),
         (None, {"verb": "patch", "resource": "nodes"}),
         ("ml", {"verb": "create", "resource": "events"}),
+        ("ml", {"verb": "watch", "group": "kopilot.io", "resource": "modelservices"}),
+        (
+            "ml",
+            {
+                "verb": "patch",
+                "group": "kopilot.io",
+                "resource": "modelservices",
+                "subresource": "status",
+            },
+        ),
         (namespace, {"verb": "create", **lease}),
         (namespace, {"verb": "update", "name": "kopilot", **lease}),
         (None, {"verb": "create", "group": "authentication.k8s.io", "resource": "tokenreviews"}),
@@ -180,7 +257,10 @@ def test_chart_rbac_is_least_privilege(
         ("ml", {"verb": "create", "resource": "pods", "subresource": "binding"}),  # off by default
         (None, {"verb": "delete", "resource": "nodes"}),
         ("ml", {"verb": "update", **scale}),
+        ("ml", {"verb": "patch", "group": "apps", "resource": "deployments"}),  # its pod template
+        ("ml", {"verb": "patch", "group": "apps", "resource": "statefulsets"}),
         ("ml", {"verb": "delete", "group": "apps", "resource": "deployments"}),
+        ("ml", {"verb": "patch", "group": "kopilot.io", "resource": "modelservices"}),  # spec
         (namespace, {"verb": "update", "name": "someone-elses", **lease}),
         ("ml", {"verb": "update", "name": "kopilot", **lease}),
         (
@@ -269,8 +349,35 @@ def test_kopilot_acts_with_only_the_charts_service_account(
         assert "failed" not in output.lower(), output
         scaled = apps.read_namespaced_deployment("detector", ml)
         assert scaled.spec.replicas == 2, output
-        assert scaled.metadata.annotations.get("kopilot.io/last-action"), "no trail annotation"
+        # The chart grants the scale subresource only: the trail is the workload's Event.
+        assert "kopilot.io/last-action" not in (scaled.metadata.annotations or {})
+        events = core.list_namespaced_event(ml, field_selector="reason=KopilotScaled").items
+        assert [e.involved_object.name for e in events] == ["detector"]
         lease = client.CoordinationV1Api(api_client).read_namespaced_lease("kopilot", namespace)
         assert lease.metadata.name == "kopilot"
     finally:
         core.delete_namespace(ml)
+
+
+def test_a_namespaced_controller_is_allowed_to_act_only_there(
+    helm: Path, api_client: client.ApiClient
+) -> None:
+    ml, other = f"ml-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    with install(helm, api_client, f"namespaces={{{ml}}}", managed=[ml, other]) as (namespace, _):
+        sa = f"system:serviceaccount:{namespace}:kopilot-{namespace}"
+        scale = {"group": "apps", "resource": "deployments", "subresource": "scale"}
+        eviction = {"resource": "pods", "subresource": "eviction"}
+        allowed = [
+            (ml, {"verb": "patch", **scale}),
+            (ml, {"verb": "create", **eviction}),
+            (ml, {"verb": "create", "resource": "events"}),
+            (other, {"verb": "list", "resource": "pods"}),  # it still sees the whole cluster
+            (None, {"verb": "watch", "resource": "nodes"}),
+        ]
+        denied = [
+            (other, {"verb": "patch", **scale}),
+            (other, {"verb": "create", **eviction}),
+            (None, {"verb": "patch", "resource": "nodes"}),  # cordon is the whole cluster's
+        ]
+        assert [a for ns, a in allowed if not can(api_client, sa, ns, **a)] == []
+        assert [a for ns, a in denied if can(api_client, sa, ns, **a)] == []

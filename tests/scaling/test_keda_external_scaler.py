@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,11 @@ from kopilot.kits import clocks  # noqa: E402
 from kopilot.model import series  # noqa: E402
 from kopilot.scaling.keda import externalscaler_pb2 as pb  # noqa: E402
 from kopilot.scaling.keda import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
-from kopilot.scaling.keda import server, sources  # noqa: E402
+from kopilot.scaling.keda import (  # noqa: E402
+    health_pb2,
+    server,
+    sources,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -206,7 +211,12 @@ def test_proto_matches_keda_field_numbers() -> None:
         assert got == fields, message
 
 
-def test_committed_generated_code_matches_the_proto(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("proto", "module"), [("externalscaler", pb), ("health", health_pb2)], ids=["scaler", "health"]
+)
+def test_committed_generated_code_matches_the_proto(
+    tmp_path: Path, proto: str, module: Any
+) -> None:
     protoc = pytest.importorskip("grpc_tools.protoc")
     src = Path(server.__file__).resolve().parents[3]
     out = tmp_path / "set.pb"
@@ -215,14 +225,14 @@ def test_committed_generated_code_matches_the_proto(tmp_path: Path) -> None:
             "protoc",
             f"-I{src}",
             f"--descriptor_set_out={out}",
-            "kopilot/scaling/keda/externalscaler.proto",
+            f"kopilot/scaling/keda/{proto}.proto",
         ]
     )
     assert rc == 0
     fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
-    committed = descriptor_pb2.FileDescriptorProto.FromString(pb.DESCRIPTOR.serialized_pb)
-    for proto in (fresh, committed):  # protoc adds json names to a descriptor set, not to code
-        for message in proto.message_type:
+    committed = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
+    for made in (fresh, committed):  # protoc adds json names to a descriptor set, not to code
+        for message in made.message_type:
             for fd in message.field:
                 fd.ClearField("json_name")
             for nested in message.nested_type:

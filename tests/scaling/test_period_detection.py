@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from kopilot.model import series
 from kopilot.scaling import periods
 from kopilot.traces import demand
+from tests.paths import TRACES
 
-CRANE = Path(__file__).resolve().parents[3] / "shared" / "data" / "crane-dsp-testdata"
+CRANE = TRACES / "crane-dsp-testdata"  # at 15-minute steps, input10 at 60 s (SOURCE.txt)
 
 # From crane-dsp-testdata/SOURCE.txt. input3 is labelled non-periodic in Crane's test with a
 # "//true" comment next to it (its authors think it is periodic): either answer is accepted.
@@ -35,7 +34,6 @@ LABELS: dict[int, set[periods.Period]] = {
 }
 
 
-@pytest.mark.skipif(not CRANE.exists(), reason="shared data folder not beside the repo")
 @pytest.mark.parametrize("index", sorted(LABELS))
 def test_crane_series_period_matches_label(index: int) -> None:
     trace = demand.load_crane(CRANE / f"input{index}.csv")

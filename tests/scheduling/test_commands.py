@@ -60,3 +60,55 @@ def test_extender_has_help_and_refuses_an_unknown_profile(tmp_path: Path) -> Non
     result = runner.invoke(app, ["extender", "--profile", "nope", "--port", "0"])
     assert result.exit_code == 2
     assert "choose one of" in result.output
+
+
+def test_extender_starts_with_an_unreadable_node_in_its_node_file(tmp_path: Path) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.scheduling.extender_fixtures import v1_node
+
+    bad = v1_node("bad", gpus=4)
+    bad["metadata"]["labels"]["nvidia.com/gpu.replicas"] = "4x"
+    listing = tmp_path / "nodes.json"
+    listing.write_text(json.dumps({"items": [bad, v1_node("good", gpus=2)]}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kopilot.cli",
+            "extender",
+            "--nodes",
+            str(listing),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        status = None
+        for _ in range(300):  # bounded: up to 30 s for the process to listen
+            if proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    status = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert status is not None, err
+    assert (status["nodes"], status["broken_nodes"]) == (1, 1)
+    text = " ".join(err.split())
+    assert "node bad: label nvidia.com/gpu.replicas='4x'" in text and "Traceback" not in text

@@ -318,7 +318,7 @@ def _raw_exchange(srv: extender_server.Server, data: bytes, *, half_close: bool 
         (b"POST /filter HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400", b"Invalid HTTP"),
         # HTTP, but not the extender's: its own JSON errors.
         (b"POST /filter HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"400", b"malformed filter"),
-        (b"PUT /filter HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"501", b"unsupported method"),
+        (b"PUT /filter HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"405", b"unsupported method"),
         (b"GET /nope HTTP/1.1\r\n\r\n", b"404", b"no such path"),
     ],
 )

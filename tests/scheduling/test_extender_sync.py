@@ -158,7 +158,7 @@ def test_a_pod_that_overfills_its_node_is_reported_not_fatal() -> None:
     )
     assert not again.changed and ext._state is before
     assert len([p for p in again.problems if "not accounted on n1" in p]) == 1
-    assert ext.status() == {"nodes": 1, "pods": 1, "problems": 1}
+    assert ext.status() == {"nodes": 1, "pods": 1, "problems": 1, "broken_nodes": 0}
 
 
 def test_pods_come_and_go_without_rebuilding_every_pod() -> None:

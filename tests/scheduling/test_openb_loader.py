@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from kopilot.model import errors
 from kopilot.traces import openb
-from tests.paths import SHARED_DATA
+from tests.paths import TRACES
 
-DATA = SHARED_DATA / "alibaba-gpu-2023"
+DATA = TRACES / "alibaba-gpu-2023"
+BUNDLED = Path(str(resources.files("kopilot") / "data"))
 HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n"
 
 
 def test_reads_the_real_node_and_pod_lists() -> None:
-    nodes = openb.load_nodes(DATA / "openb_node_list_gpu_node.csv")
+    nodes = openb.load_nodes(BUNDLED / "openb_node_list_gpu_node.csv")
     assert len(nodes) == 1213
     assert sum(len(n.gpus) for n in nodes) == 6212
     pods = openb.load_pods(DATA / "openb_pod_list_gpuspec33.csv")
-    assert len(pods) == 8152
-    assert sum(1 for p in pods if p.pod.gpu_models) == 2388
+    assert len(pods) == 1000  # the sample's first 1,000 pods (tests/data/traces/SOURCE.txt)
+    assert sum(1 for p in pods if p.pod.gpu_models) == 281
     shares = [p for p in pods if p.pod.request.gpu_milli]
+    assert len(shares) == 329
     assert all(0 < p.pod.request.gpu_milli < 1000 and p.pod.request.gpus == 0 for p in shares)
 
 

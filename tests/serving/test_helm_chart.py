@@ -73,7 +73,13 @@ def test_the_chart_lints(helm: str) -> None:
 
 def test_defaults_ask_for_a_gpu_and_carry_kopilot_annotations(helm: str) -> None:
     manifests = render(helm)
-    assert set(manifests) == {"Deployment", "Service"}
+    assert set(manifests) == {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+    }
     deployment = manifests["Deployment"]
     annotations = deployment["metadata"]["annotations"]
     assert annotations["kopilot.io/managed"] == "true"

@@ -47,9 +47,12 @@ def test_rectangular_inputs_are_supported() -> None:
     assert (prepared.letterbox.pad_x, prepared.letterbox.pad_y) == (128, 0)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
-def test_any_pillow_mode_becomes_rgb(mode: str) -> None:
-    data = images_util.encode(Image.new(mode, (40, 30)), "TIFF")
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG")],
+)
+def test_any_pillow_mode_becomes_rgb(mode: str, fmt: str) -> None:
+    data = images_util.encode(Image.new(mode, (40, 30)), fmt)
     assert preprocessing.decode(data, max_pixels=10_000).image.mode == "RGB"
 
 

@@ -115,9 +115,15 @@ def test_detections_match_the_model_run_directly(
 BAD = [
     (
         "not an image",
-        {"content": b"GIF89a but not really", "headers": {"content-type": "image/gif"}},
+        {"content": b"hello, not an image", "headers": {"content-type": "image/jpeg"}},
         400,
         "not_an_image",
+    ),
+    (
+        "a format outside the allow-list",
+        {"content": b"GIF89a but not really", "headers": {"content-type": "image/gif"}},
+        415,
+        "unsupported_format",
     ),
     (
         "wrong content type",
@@ -268,4 +274,4 @@ def test_a_model_that_is_not_a_detector_stops_the_server_with_a_clear_error(
     process.terminate()
     log = (tmp_path / "server.log").read_text()
     assert exit_code == 2, log
-    assert "kopilot serve:" in log and "a classifier or another kind of model" in log
+    assert "error: " in log and "a classifier or another kind of model" in log

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kopilot.traces import csvs, genai
-from tests.paths import SHARED_DATA
+from tests.paths import TRACES
 
-SHARED = SHARED_DATA / "alibaba-gentd26"
+SAMPLE = TRACES / "alibaba-gentd26"
 
 
 def test_rates_are_summed_per_timestamp(tmp_path: Path) -> None:
@@ -42,11 +43,12 @@ def test_bad_rows_name_file_line_and_reason(tmp_path: Path, body: str, problem: 
     assert str(path) in str(e.value) and problem in str(e.value)
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="shared data folder not beside the repo")
 def test_real_trace_matches_its_documented_shape() -> None:
-    s = genai.load_qps(SHARED / "qps.csv")
-    assert len(s) == 1145
-    assert (s.times[-1] - s.times[0]) / 3600 == pytest.approx(22.31, abs=0.01)
-    cold = genai.load_cold_starts(SHARED / "basemodel_update_latency_anon.csv")
-    assert len(cold) == 7531
-    assert float(cold.max()) == pytest.approx(79.4, abs=0.1)
+    # tests/data/traces/SOURCE.txt: 579 rows over the first 60 timestamps (57 s steps, 1.05 h)
+    s = genai.load_qps(SAMPLE / "qps.csv")
+    assert len(s) == 60
+    assert float(np.diff(s.times).min()) == 57.0
+    assert (s.times[-1] - s.times[0]) / 3600 == pytest.approx(1.045, abs=0.01)
+    cold = genai.load_cold_starts(SAMPLE / "basemodel_update_latency_anon.csv")
+    assert len(cold) == 1500
+    assert float(cold.max()) == pytest.approx(57.2, abs=0.1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 DATA = Path(str(importlib_resources.files("kopilot") / "data"))
@@ -26,7 +27,7 @@ def explain(
     node: list[str] = typer.Option(
         [], "--node", help="Also show every plugin's verdict on this node (repeatable)."
     ),
-    top: int = typer.Option(5, help="How many runner-up nodes to show."),
+    top: int = typer.Option(5, min=0, help="How many runner-up nodes to show."),
     seed: int = typer.Option(0, help="Seed of the tie-breaking random stream."),
 ) -> None:
     """Replay a pod list in order up to POD, then show the decision for POD.
@@ -58,8 +59,7 @@ def explain(
             cluster, profiles.named(profile, workload=workload), randomness.rng(seed, "explain")
         )
     except errors.KopilotError as e:
-        console.print(f"[red]kopilot explain: {e}[/red]")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     for tp in track(trace, description="replaying", console=console, transient=True):
         if tp.pod.name == pod:
             break

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 
 @app.command()
 def extender(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 inside a pod)."),
-    port: int = typer.Option(8888, help="Port to listen on."),
+    port: int = typer.Option(8888, min=0, max=65535, help="Port to listen on."),
     profile: str = typer.Option(
         "kopilot",
         help="Placement profile: kopilot, fgd, bestfit, packing, clustering, dotprod, random.",
@@ -73,13 +74,12 @@ def extender(
     clock = clocks.WallClock()
     cluster_sync = None
     try:
-        known = []
+        listed = extender_types.NodeList()
         if nodes is not None:
             try:
                 listed = extender_types.decode(nodes.read_bytes(), extender_types.NodeList)
             except extender_types.MalformedError as e:
                 raise errors.InvalidInputError(f"--nodes {nodes}: {e}") from e
-            known = [extending.node_from(n) for n in listed.items or []]
         target = None
         if workload is not None:
             target = profiles.workload_of(
@@ -97,12 +97,16 @@ def extender(
             binder = extender_sync.api_binder(api)
         ext = extending.Extender(
             profile=profile,
-            nodes=known,
             workload=target,
             binder=binder,
             rng=randomness.rng(seed, "extender"),
             clock=clock,
         )
+        for problem in ext.learn(listed.items or []):
+            console.print(
+                f"[yellow]kopilot extender: --nodes {nodes}: {problem}; that node is "
+                "failed for every pod until it changes[/yellow]"
+            )
         if api is not None and sync:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
             cluster_sync = extender_sync.ClusterSync(
@@ -118,15 +122,19 @@ def extender(
                 )
             cluster_sync.start()
     except (errors.KopilotError, OSError, ValueError) as e:
-        console.print(f"[red]kopilot extender: {e}[/red]")
-        raise typer.Exit(2) from e
-    server = extender_server.Server(ext, host=host, port=port)
+        raise checks.fail(str(e)) from e
+    try:
+        server = extender_server.Server(ext, host=host, port=port)
+    except OSError as e:
+        if cluster_sync is not None:
+            cluster_sync.stop()
+        raise checks.fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     binding = "through the API" if binder is not extending.no_binding else "recorded only (dry run)"
     view = (
         f"synced from the API every {sync_interval:g} s ({len(ext.nodes)} nodes, "
         f"{len(ext.bound)} pods)"
         if cluster_sync is not None
-        else f"{len(known)} node(s) cached"
+        else f"{len(ext.nodes)} node(s) cached"
     )
     console.print(
         f"kopilot extender ({profile}) on http://{host}:{server.port}: {view}, binding {binding}"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 if TYPE_CHECKING:
@@ -77,10 +78,9 @@ def approve(
         q = approvals.ApprovalQueue(queue)
         listed = q.requests(now)
     except errors.InvalidInputError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     for note in [*q.repairs, *q.skipped]:
-        err.print(f"[yellow]note:[/yellow] {note}")
+        err.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     if request_id is None:
         table = Table(title=f"approval requests in {queue}")
         for col in ("id", "state", "requested", "action", "digest", "by"):
@@ -95,8 +95,7 @@ def approve(
         approver = _approver(q, request_id, now, by, token_file, kubeconfig, context)
         r = q.decide(request_id, approve=not reject, approver=approver, now=now, digest=digest)
     except errors.KopilotError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     console.print(f"{r.id}: {r.state} by {r.by} ({r.via}) - {r.summary}")
 
 
@@ -154,7 +153,7 @@ def audit(
         None, help="Only records at or after this time (seconds, the log's clock)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print matching records as JSON lines."),
-    limit: int = typer.Option(50, help="At most this many records (the newest)."),
+    limit: int = typer.Option(50, min=0, help="At most this many records (the newest)."),
 ) -> None:
     """Query the append-only audit log: every decision, approved or refused, with its reason."""
     from rich.console import Console
@@ -166,10 +165,9 @@ def audit(
     console = Console()
     err = Console(stderr=True)
     if not log.exists():
-        err.print(
-            f"[red]error:[/red] no audit log at {log}; pass --log PATH (e.g. kopilot-report/audit-kopilot.jsonl)"
+        raise checks.fail(
+            f"no audit log at {log}; pass --log PATH (e.g. kopilot-report/audit-kopilot.jsonl)"
         )
-        raise typer.Exit(2)
     torn: list[audit_log.TornRecord] = []
     try:
         records = [
@@ -181,8 +179,7 @@ def audit(
             and (since is None or r["time"] >= since)
         ][-limit:]
     except (errors.InvalidInputError, KeyError, TypeError) as e:
-        err.print(f"[red]error:[/red] {log}: {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(f"{log}: {e}") from e
     if torn:
         err.print(
             f"[yellow]note:[/yellow] line {torn[0].line} is a torn record (a crash mid-write); skipped"
@@ -218,13 +215,11 @@ def policy(
         typer.echo(json.dumps(policyfile.json_schema(), indent=2, sort_keys=True))
         return
     if path is None:
-        Console(stderr=True).print("[red]error:[/red] give a policy file to check, or --schema")
-        raise typer.Exit(2)
+        raise checks.fail("give a policy file to check, or --schema")
     try:
         p = policyfile.load(path)
     except errors.InvalidInputError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
     r = p.rails
     console.print(
         f"{path}: valid. dry-run={'on' if r.dry_run else 'off'}, "

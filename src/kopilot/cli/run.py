@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ def run(
         help="Prometheus base URL: the services' `kopilot.io/demand-query` and the health "
         "signals (docs/signals.md). Without it no service has demand history (the scaling "
         "policy's data-quality gate falls back to its reactive rule and says so), and the "
-        "health family is off.",
+        "health, idle and rightsizing families are off.",
+        callback=checks.http_url,
     ),
     prometheus_timeout: float = typer.Option(
         10.0,
@@ -72,6 +74,27 @@ def run(
         "--signals-history",
         min=60.0,
         help="History of each health signal read per cycle (s; docs/signals.md).",
+    ),
+    advise_dir: Path | None = typer.Option(
+        None,
+        "--advise-dir",
+        help="Also write the `kopilot advise` report (advise.json, .csv, .html) here, rebuilt "
+        "every --advise-every from Prometheus (needs --prometheus-url). Default: not written.",
+        file_okay=False,
+    ),
+    prices_file: Path | None = typer.Option(
+        None,
+        "--prices",
+        help="YAML price book (as `kopilot advise --prices`) for the idle family's wasted cost "
+        "and the advise report; default: OpenCost's on-prem prices.",
+        exists=True,
+        dir_okay=False,
+    ),
+    advise_every: float = typer.Option(
+        21600.0, "--advise-every", min=60.0, help="Seconds between two advise reports."
+    ),
+    advise_window: float = typer.Option(
+        86400.0, "--advise-window", min=3600.0, help="History each advise report covers (s)."
     ),
     interval: float = typer.Option(15.0, "--interval", min=1.0, help="Seconds between cycles."),
     once: bool = typer.Option(False, "--once", help="Run one cycle, then exit."),
@@ -102,7 +125,11 @@ def run(
         False, "--no-dry-run", help="Act on the cluster (overrides the policy file's dry_run)."
     ),
     metrics_port: int = typer.Option(
-        9102, "--metrics-port", help="Port for /metrics, /healthz, /readyz (-1: off, 0: any)."
+        9102,
+        "--metrics-port",
+        min=-1,
+        max=65535,
+        help="Port for /metrics, /healthz, /readyz (-1: off, 0: any).",
     ),
     metrics_host: str = typer.Option(
         "0.0.0.0", "--metrics-host", help="Address the metrics server binds."
@@ -142,15 +169,19 @@ def run(
     """Run kopilot against a live Kubernetes cluster.
 
     Every --interval seconds: snapshot the cluster from watch caches (nodes, pods, and the
-    Deployments/StatefulSets annotated `kopilot.io/managed: "true"`), read each service's demand
+    Deployments/StatefulSets a kopilot.io ModelService targets or annotated
+    `kopilot.io/managed: "true"`), read each service's demand
     and the health signals (memory, latency, errors, GPU XIDs...) from Prometheus, let the
     families decide (scaling: predictive, ahead of cold starts; readiness: cordon nodes that stay
     NotReady; health: restart a leaking pod before its memory limit, cordon and drain a node
-    with a failing GPU, alert on anomalies), pass every action through the governor, record every
+    with a failing GPU, alert on anomalies; mig: relabel MIG nodes with a named GPU-operator
+    config after evicting their GPU pods; idle: scale idle GPU services to zero; rightsizing:
+    recommend requests as Events), pass every action through the governor, record every
     verdict in the audit log, and apply what is approved: the scale subresource, cordons,
     evictions that respect PodDisruptionBudgets, Events and `kopilot.io/last-action` annotations
     saying why. The policy file's `families:` switches each family on or off and bounds it;
-    health's restarts and cordons wait for `kopilot approve` by default (docs/live.md).
+    health's restarts and cordons, and mig's repartitions, wait for `kopilot approve` by default
+    (docs/live.md, docs/live-families.md).
 
     Dry-run by default: nothing changes until --no-dry-run or a policy file with `dry_run: false`.
     With leader election (the default) only the replica holding the Lease acts.
@@ -161,6 +192,7 @@ def run(
 
     from rich.console import Console
 
+    from kopilot.cost import prices
     from kopilot.governance import approvals, audit, families, governor, policyfile
     from kopilot.health import monitors, readiness
     from kopilot.kits import clocks, randomness
@@ -169,7 +201,9 @@ def run(
     from kopilot.metrics import exporter as exporter_
     from kopilot.metrics import prometheus, signals
     from kopilot.model import cluster, errors
+    from kopilot.report import advice
     from kopilot.scaling import planning
+    from kopilot.scheduling import repartitioning
 
     console = Console(stderr=True)
     logging.basicConfig(
@@ -178,8 +212,7 @@ def run(
     )
 
     def fail(message: str, code: int = 2) -> typer.Exit:
-        console.print(f"[red]error:[/red] {message}")
-        return typer.Exit(code)
+        return checks.fail(message, code)
 
     from dataclasses import replace
 
@@ -192,6 +225,20 @@ def run(
         return replace(held.rails, dry_run=False) if no_dry_run else held.rails
 
     rails = rails_of(holder.policy)
+    try:
+        book = (
+            prices.parse(prices_file.read_text(), source=str(prices_file))
+            if prices_file is not None
+            else prices.PriceBook()
+        )
+    except UnicodeDecodeError as e:
+        raise fail(
+            f"price book {prices_file}: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from e
+    except (errors.InvalidInputError, OSError) as e:
+        raise fail(str(e)) from e
+    if advise_dir is not None and not prometheus_url:
+        raise fail("--advise-dir needs --prometheus-url (the report is read from Prometheus)")
     policy_mtime = policy.stat().st_mtime if policy is not None else 0.0
 
     try:
@@ -244,10 +291,33 @@ def run(
         family=families.HEALTH,
         needs=frozenset({cluster.METRICS}),
     )
+    idle = cycles.PolicySlot(
+        policy=replace(holder.policy.idle, book=book),
+        family=families.IDLE,
+        needs=frozenset({cluster.METRICS}),
+    )
+    sizing = cycles.PolicySlot(
+        policy=holder.policy.rightsizing,
+        family=families.RIGHTSIZING,
+        needs=frozenset({cluster.METRICS}),
+    )
+    slots.append(cycles.PolicySlot(policy=repartitioning.RepartitionPolicy(), family=families.MIG))
     if prom is not None:
         # Without a Prometheus there are no signals at all: that is how kopilot was started,
         # not a fault of this cycle, so it is said once here instead of audited every cycle.
-        slots.append(health)
+        slots += [health, idle, sizing]
+    adviser = (
+        advice.LiveAdvice(
+            client=prom,
+            out=advise_dir,
+            every_s=advise_every,
+            window_s=advise_window,
+            namespace=namespace[0] if len(namespace) == 1 else None,
+            book=book,
+        )
+        if advise_dir is not None and prom is not None
+        else None
+    )
     gov = governor.Governor(rails)
     try:
         log = audit.AuditLog(audit_log, fsync=True)
@@ -282,7 +352,9 @@ def run(
         f"demand and signals from {prometheus_url or 'nowhere (no --prometheus-url)'}"
     )
     if prom is None:
-        console.print("health family off: it needs the signals of --prometheus-url")
+        console.print(
+            "health, idle and rightsizing families off: they need the signals of --prometheus-url"
+        )
     code = 0
     try:
         try:
@@ -296,6 +368,8 @@ def run(
                         )
                         if seen != policy_mtime:
                             health.policy = monitors.HealthPolicy(settings=holder.policy.health)
+                            idle.policy = replace(holder.policy.idle, book=book)
+                            sizing.policy = holder.policy.rightsizing
                         policy_mtime = seen
                     step = runner.step()
                     judged = step.report.judged if step.report else ()
@@ -308,6 +382,8 @@ def run(
                         problems=len(step.problems),
                     )
                     _print_step(console, step, verbose)
+                    if adviser is not None and step.leader and adviser.due(clock.now()):
+                        console.print(adviser.write(clock.now()))
                     if once:
                         code = 1 if step.error else 0
                         break

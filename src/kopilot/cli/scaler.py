@@ -20,7 +20,9 @@ def scaler(
         file_okay=False,
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(6000, help="Port to listen on (0 picks a free one)."),
+    port: int = typer.Option(
+        6000, min=0, max=65535, help="Port to listen on (0 picks a free one)."
+    ),
     quantile: float = typer.Option(
         0.95,
         min=0.5,
@@ -51,18 +53,24 @@ def scaler(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     console = Console()
-    running = server.start(
-        server.Scaler(
-            sources.CsvDirectory(demand_dir),
-            clocks.WallClock(),
-            planning.PlanSettings(quantile=quantile),
-        ),
-        f"{host}:{port}",
-        stream_interval_s=stream_interval,
-    )
+    from kopilot.model import errors
+
+    try:
+        running = server.start(
+            server.Scaler(
+                sources.CsvDirectory(demand_dir),
+                clocks.WallClock(),
+                planning.PlanSettings(quantile=quantile),
+            ),
+            f"{host}:{port}",
+            stream_interval_s=stream_interval,
+        )
+    except errors.KopilotError as e:
+        Console(stderr=True).print(f"[red]kopilot scaler: {e}; pick another --port[/red]")
+        raise typer.Exit(2) from e
     console.print(
         f"kopilot external scaler listening on {host}:{running.port} "
-        f"(demand from {demand_dir}); Ctrl-C to stop"
+        f"(demand from {demand_dir}; gRPC health: grpc.health.v1.Health); Ctrl-C to stop"
     )
     try:
         threading.Event().wait()

@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 
@@ -19,6 +20,8 @@ def serve(
         "--model",
         "-m",
         help="A YOLO-family ONNX detector (e.g. from `yolo export model=yolov8n.pt format=onnx`).",
+        exists=True,
+        dir_okay=False,
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 in a container)."),
     port: int = typer.Option(8080, min=0, max=65535, help="TCP port to listen on."),
@@ -59,9 +62,39 @@ def serve(
     max_megapixels: float = typer.Option(
         40.0, min=0.001, help="Largest image accepted, in megapixels (checked before decoding)."
     ),
-    limit_concurrency: int = typer.Option(
-        512, min=1, help="Open connections + tasks before uvicorn answers 503."
+    max_side: int = typer.Option(
+        16_384, min=1, help="Longest image side in pixels (checked before decoding)."
     ),
+    max_decode_mb: float = typer.Option(
+        256.0,
+        min=0.001,
+        help="Memory one decode may take, in MiB (mode x pixels, checked before decoding).",
+    ),
+    decode_threads: int = typer.Option(
+        2, min=1, max=64, help="Threads that decode images; at most this many decode at once."
+    ),
+    formats: str = typer.Option(
+        "JPEG,PNG,WEBP,BMP", help="Comma-separated image formats accepted (Pillow's names)."
+    ),
+    max_inflight_body_mb: float = typer.Option(
+        256.0,
+        min=0.001,
+        help="Body bytes all requests being read may hold together, in MiB; more get HTTP 429.",
+    ),
+    max_connections: int = typer.Option(
+        512,
+        "--max-connections",
+        "--limit-concurrency",
+        min=1,
+        help="Open connections; one more closes the oldest idle one (or is refused if none).",
+    ),
+    header_timeout: float = typer.Option(
+        10.0, min=0.01, help="Seconds a request's headers may take to arrive (then 408)."
+    ),
+    body_timeout: float = typer.Option(
+        30.0, min=0.01, help="Seconds a request's body may take after its headers (then 408)."
+    ),
+    keep_alive: int = typer.Option(5, min=1, help="Seconds an idle keep-alive connection stays."),
     graceful_timeout: float = typer.Option(
         30.0, min=0.0, help="Seconds to let in-flight requests finish on SIGTERM."
     ),
@@ -75,7 +108,22 @@ def serve(
 
     SIGTERM finishes in-flight requests, then exits 0. A model that is not a detector exits with code 2 and says why.
     """
-    from kopilot.serving import errors, server, settings
+    from kopilot.serving import errors, preprocessing, server, settings
+
+    if max_inflight_body_mb < max_body_mb:
+        raise typer.BadParameter(
+            f"must be at least --max-body-mb ({max_body_mb:g}), or no such body could be read",
+            param_hint="--max-inflight-body-mb",
+        )
+    accepted = tuple(f.strip().upper() for f in formats.split(",") if f.strip())
+    unknown = sorted(set(accepted) - preprocessing.readable_formats())
+    if not accepted or unknown:
+        raise typer.BadParameter(
+            f"unknown format(s) {', '.join(unknown)}; use Pillow's names, e.g. JPEG,PNG,WEBP,BMP"
+            if unknown
+            else "name at least one format, e.g. JPEG,PNG",
+            param_hint="--formats",
+        )
 
     if log_level not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("use debug, info, warning or error", param_hint="--log-level")
@@ -94,10 +142,22 @@ def serve(
             max_queue_delay_s=max_queue_delay_ms / 1000.0,
             max_queue_size=max_queue_size,
         ),
-        preprocess=settings.PreprocessSettings(jpeg_draft=jpeg_draft),
+        preprocess=settings.PreprocessSettings(
+            jpeg_draft=jpeg_draft, decode_threads=decode_threads
+        ),
         limits=settings.LimitSettings(
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             max_image_pixels=int(max_megapixels * 1_000_000),
+            max_image_side=max_side,
+            max_decode_bytes=int(max_decode_mb * 1024 * 1024),
+            image_formats=accepted,
+            max_inflight_body_bytes=int(max_inflight_body_mb * 1024 * 1024),
+        ),
+        connections=settings.ConnectionSettings(
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            keep_alive_s=keep_alive,
+            max_connections=max_connections,
         ),
         host=host,
         port=port,
@@ -109,7 +169,6 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     try:
-        server.Server(config, limit_concurrency=limit_concurrency).run()
+        server.Server(config).run()
     except errors.ModelError as e:
-        typer.echo(f"kopilot serve: {e}", err=True)
-        raise typer.Exit(code=2) from e
+        raise checks.fail(str(e)) from e

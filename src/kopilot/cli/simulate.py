@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from kopilot.cli import checks
 from kopilot.cli.app import app
 
 
@@ -89,10 +90,9 @@ def simulate(
                 )
             cluster_inputs = (nodes, pods)
     except errors.KopilotError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+        raise checks.fail(str(e)) from e
 
-    out.mkdir(parents=True, exist_ok=True)
+    checks.out_dir(out)
     serving_results = []
     cluster_results = []
     with Progress(

@@ -8,6 +8,9 @@ families:
   scaling:   {enabled: true}
   readiness: {enabled: true}
   health:    {enabled: true, max_actions: 20, require_approval: [Restart, Cordon]}
+  mig:       {enabled: true, require_approval: [Repartition]}
+  idle:      {enabled: true, idle_for_s: 3600}
+  rightsizing: {enabled: true, every_s: 21600}
 ```
 
 - `enabled`: a family that is off does not run at all (its policies are not asked to decide), and
@@ -30,11 +33,17 @@ from dataclasses import dataclass
 SCALING = "scaling"
 READINESS = "readiness"
 HEALTH = "health"
+MIG = "mig"
+IDLE = "idle"
+RIGHTSIZING = "rightsizing"
 
 POLICIES: Mapping[str, str] = {
     "kopilot": SCALING,
     "node-readiness": READINESS,
     "health.playbooks": HEALTH,
+    "scheduling/mig-repartition": MIG,
+    "cost/idle-gpus": IDLE,
+    "cost/rightsizing": RIGHTSIZING,
 }
 """Which family each policy (its `name`, copied into `Action.policy`) belongs to."""
 
@@ -45,6 +54,12 @@ DISRUPTIVE: Mapping[str, frozenset[str]] = {
     READINESS: frozenset(),
     # A restart evicts a serving pod; a cordon from health may drain a node with a failing GPU.
     HEALTH: frozenset({"Restart", "Cordon"}),
+    # A new MIG layout evicts the node's GPU pods and restarts its GPUs (docs/live-families.md).
+    MIG: frozenset({"Repartition"}),
+    # Scaling an idle service to zero is what the family is for, within the service's own min.
+    IDLE: frozenset(),
+    # Rightsizing only recommends (Events); nothing it proposes changes the cluster.
+    RIGHTSIZING: frozenset(),
 }
 """Per family: the action kinds that need a person's approval unless the policy file says otherwise."""
 

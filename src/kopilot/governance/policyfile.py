@@ -23,6 +23,12 @@ families:                                   # omit a family for its defaults (on
     leak_horizon_s: 7200                    # restart a leaking pod this long before its limit
     xid_count: 3                            # XID errors within xid_window_s that fail a GPU
     xid_window_s: 600
+  mig: {enabled: true, require_approval: [Repartition]}   # the default: a person approves
+  idle:                                     # scale GPU services idle this long to zero
+    idle_for_s: 3600
+    busy_below: 0.05                        # GPU utilisation (0..1) that counts as idle
+    remind_s: 21600                         # how often to repeat a Recommend (min > 0)
+  rightsizing: {every_s: 21600, tolerance: 0.2}
 ```
 
 The file is read strictly (`StrictSchema`, the base of every section): a boolean is `true` or
@@ -41,6 +47,7 @@ from pathlib import Path
 
 import pydantic
 
+from kopilot.cost import idling, resizing
 from kopilot.governance import audit, digests, families, guardrails
 from kopilot.health import monitors
 from kopilot.kits import yamlfiles
@@ -104,12 +111,34 @@ class HealthFamilySchema(FamilySchema):
     xid_window_s: float = pydantic.Field(default=_MONITOR.xid_window_s, gt=0, le=DAY_S)
 
 
+_IDLE = idling.IdlePolicy()
+_SIZING = resizing.RightsizingPolicy()
+
+
+class IdleFamilySchema(FamilySchema):
+    """The idle-GPU family: the switch and bounds, plus what counts as idle."""
+
+    idle_for_s: float = pydantic.Field(default=_IDLE.idle_for_s, gt=0, le=7 * DAY_S)
+    busy_below: float = pydantic.Field(default=_IDLE.threshold, gt=0, le=1)
+    remind_s: float = pydantic.Field(default=_IDLE.remind_s, gt=0, le=7 * DAY_S)
+
+
+class RightsizingFamilySchema(FamilySchema):
+    """The rightsizing family: the switch and bounds, plus how often and how far off."""
+
+    every_s: float = pydantic.Field(default=_SIZING.every_s, gt=0, le=7 * DAY_S)
+    tolerance: float = pydantic.Field(default=_SIZING.tolerance, ge=0, le=100)
+
+
 class FamiliesSchema(StrictSchema):
     """The `families:` section: one entry per family; an omitted family keeps its defaults."""
 
     scaling: FamilySchema = pydantic.Field(default_factory=FamilySchema)
     readiness: FamilySchema = pydantic.Field(default_factory=FamilySchema)
     health: HealthFamilySchema = pydantic.Field(default_factory=HealthFamilySchema)
+    mig: FamilySchema = pydantic.Field(default_factory=FamilySchema)
+    idle: IdleFamilySchema = pydantic.Field(default_factory=IdleFamilySchema)
+    rightsizing: RightsizingFamilySchema = pydantic.Field(default_factory=RightsizingFamilySchema)
 
 
 class PolicySchema(StrictSchema):
@@ -160,6 +189,10 @@ class Policy:
     approval_ttl_s: float
     health: monitors.MonitorSettings = _MONITOR
     """The health family's detector settings (its `families.health` knobs)."""
+    idle: idling.IdlePolicy = _IDLE
+    """The idle-GPU family's policy, with its `families.idle` knobs."""
+    rightsizing: resizing.RightsizingPolicy = _SIZING
+    """The rightsizing family's policy, with its `families.rightsizing` knobs."""
 
 
 def _family_rails(name: str, f: FamilySchema) -> families.FamilyRails:
@@ -201,6 +234,14 @@ def from_schema(p: PolicySchema) -> Policy:
             leak_horizon_s=health.leak_horizon_s,
             xid_count=health.xid_count,
             xid_window_s=health.xid_window_s,
+        ),
+        idle=idling.IdlePolicy(
+            threshold=p.families.idle.busy_below,
+            idle_for_s=p.families.idle.idle_for_s,
+            remind_s=p.families.idle.remind_s,
+        ),
+        rightsizing=resizing.RightsizingPolicy(
+            every_s=p.families.rightsizing.every_s, tolerance=p.families.rightsizing.tolerance
         ),
     )
 

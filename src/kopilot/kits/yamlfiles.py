@@ -42,6 +42,14 @@ def field_errors(e: pydantic.ValidationError) -> str:
     )
 
 
+def _one_line(e: yaml.YAMLError) -> str:
+    """PyYAML's problem and where, on one line (its own message spans several, with a caret)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"{e.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())
+
+
 def parse(text: str, schema: type[M], *, source: str, what: str, core_booleans: bool = False) -> M:
     """Parse YAML `text` into `schema`; `what` names the kind of file in messages ("scenario").
 
@@ -49,7 +57,7 @@ def parse(text: str, schema: type[M], *, source: str, what: str, core_booleans: 
     try:
         raw = yaml.load(text, Loader=CoreLoader) if core_booleans else yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise errors.InvalidInputError(f"{what} {source}: not valid YAML ({e})") from e
+        raise errors.InvalidInputError(f"{what} {source}: not valid YAML ({_one_line(e)})") from e
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -68,4 +76,6 @@ def load(path: Path, schema: type[M], *, what: str) -> M:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise errors.InvalidInputError(f"{what} {path}: cannot read it ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise errors.InvalidInputError(f"{what} {path}: not UTF-8 text ({e.reason})") from e
     return parse(text, schema, source=str(path), what=what)

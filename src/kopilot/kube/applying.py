@@ -2,12 +2,12 @@
 
 | action | API | trail |
 |---|---|---|
-| Scale | the workload's `scale` subresource (merge patch) | annotations + Event on the workload |
+| Scale | the workload's `scale` subresource (merge patch) | annotations (when allowed to patch the workload) + Event on the workload |
 | Bind | the pod's `binding` subresource (the extender/scheduler path) | annotations (copied by the API server onto the pod) + Event |
 | Cordon | `spec.unschedulable` on the node (merge patch); `drain` evicts its pods | annotations + Event on the node |
 | Restart | the Eviction API (respects PodDisruptionBudgets: 429 = blocked) | Event on the pod |
 | Alert, Recommend | an Event on the subject | - |
-| Repartition | not carried out: MIG geometry is NVIDIA's MIG manager's job | Warning Event with the layout |
+| Repartition | evict the node's GPU pods (Eviction API, PDBs respected), then the GPU operator's `nvidia.com/mig.config` label = the named config of the layout (`scheduling.migconfigs`); a layout with no named config is not carried out | annotations + Warning Event on the node |
 
 Each object kopilot changes carries the decision id (`kopilot.io/decision-id`): an action whose
 decision the object already carries, or one older than the object's last kopilot action, is
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
-from kopilot.kube import apis, converting, events, failures, notes
+from kopilot.kube import apis, converting, events, failures, notes, objects
 from kopilot.loop import worlds
-from kopilot.model import actions, cluster
+from kopilot.model import actions, cluster, errors
+from kopilot.scheduling import migconfigs
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,23 @@ class Actuator:
         self._api.patch(
             f"{path}/scale", {"spec": {"replicas": action.replicas}}, f"scale {action.service}"
         )
-        self._api.patch(path, _trail(action, now, decision), f"annotate {action.service}")
+        untracked = ""
+        try:
+            self._api.patch(path, _trail(action, now, decision), f"annotate {action.service}")
+        except failures.RejectedError as e:
+            # Least privilege (the chart's default) grants the scale subresource only: the
+            # workload is scaled, its Event below is the trail, and a retried decision re-sets
+            # the same replica count.
+            if e.status != 403:
+                raise
+            untracked = " (no trail annotations: not allowed to patch the workload)"
         ref = _ref(current, kind, "apps/v1")
         self._events.record(
             ref, reason="KopilotScaled", message=_message(action, decision), now=now
         )
-        return worlds.Applied(ok=True, detail=f"scaled {action.service} to {action.replicas}")
+        return worlds.Applied(
+            ok=True, detail=f"scaled {action.service} to {action.replicas}{untracked}"
+        )
 
     # -- Bind -------------------------------------------------------------------------------
     def _bind(self, action: actions.Bind, now: float, decision: str) -> worlds.Applied:
@@ -238,19 +250,83 @@ class Actuator:
     def _repartition(
         self, action: actions.Repartition, now: float, decision: str
     ) -> worlds.Applied:
+        """Drain the node's GPU pods (PDB-respecting evictions), then set the GPU operator's
+        `nvidia.com/mig.config` label to the named config that holds the layout; the operator's
+        MIG manager does the rest (and reports in `nvidia.com/mig.config.state`)."""
+        config = migconfigs.name_for(action.layout)
         ref = events.ObjectRef(kind="Node", name=action.node)
+        if config is None:
+            why = (
+                f"repartition {action.node}: {action.layout.describe()} ({action.layout.model}) "
+                "has no named config in the GPU operator's default mig-parted ConfigMap; not "
+                "carried out (add a custom config and label the node yourself)"
+            )
+            self._events.record(
+                ref, reason="KopilotRepartitionUnnamed", message=why, now=now, warning=True
+            )
+            return worlds.Applied(ok=False, detail=why)
+        path = f"/api/v1/nodes/{action.node}"
+        node = self._api.get(path, f"read node {action.node}")
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        was = labels.get(migconfigs.LABEL_CONFIG)
+        done = _already(node, decision, now)
+        if done or was == config:
+            return worlds.Applied(
+                ok=True, detail=f"repartition {action.node}: {done or f'already {config}'}"
+            )
+        pods = self._api.get(
+            "/api/v1/pods",
+            f"list pods on {action.node}",
+            fieldSelector=f"spec.nodeName={action.node}",
+        )
+        blocked: list[str] = []
+        evicted = 0
+        for pod in pods.get("items") or []:
+            meta = pod.get("metadata") or {}
+            if not _gpu_client(pod) or meta.get("deletionTimestamp"):
+                continue
+            if any(o.get("kind") == "DaemonSet" for o in meta.get("ownerReferences") or []):
+                continue  # the GPU operator's own agents: its MIG manager stops them itself
+            namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+            outcome = self._evict(namespace, name, decision)
+            if outcome == "blocked":
+                blocked.append(f"{namespace}/{name}")
+            elif outcome == "evicted":
+                evicted += 1
+        if blocked:
+            return worlds.Applied(
+                ok=False,
+                detail=f"repartition {action.node}: evicted {evicted} GPU pod(s); blocked by a "
+                f"PodDisruptionBudget: {', '.join(blocked)}; {migconfigs.LABEL_CONFIG} left at "
+                f"{was} (proposed again next cycle)",
+            )
+        body = _trail(action, now, decision)
+        body["metadata"]["labels"] = {migconfigs.LABEL_CONFIG: config}
+        self._api.patch(path, body, f"label {action.node} {migconfigs.LABEL_CONFIG}={config}")
         self._events.record(
-            ref,
-            reason="KopilotRepartitionWanted",
-            message=_message(action, decision),
+            _ref(node, "Node", "v1"),
+            reason="KopilotRepartitioned",
+            message=f"{migconfigs.LABEL_CONFIG} {was} -> {config} after evicting {evicted} GPU "
+            f"pod(s): {_message(action, decision)}",
             now=now,
             warning=True,
         )
         return worlds.Applied(
-            ok=False,
-            detail=f"{actions.describe(action)}: not carried out; the live World does not "
-            "reconfigure MIG (NVIDIA's MIG manager does): the wanted layout is in a node Event",
+            ok=True,
+            detail=f"labelled {action.node} {migconfigs.LABEL_CONFIG}={config} (was {was}) "
+            f"after evicting {evicted} GPU pod(s); the GPU operator's MIG manager applies it",
         )
+
+
+def _gpu_client(pod: Mapping[str, Any]) -> bool:
+    """Whether a raw pod asks for a GPU, a GPU share or a MIG slice (it must move first)."""
+    meta = pod.get("metadata") or {}
+    where = f"pod {meta.get('namespace')}/{meta.get('name')}"
+    try:
+        spec = cast(objects.PodSpec, pod.get("spec") or {})
+        return converting.request_of(spec, where).wants_gpu
+    except errors.InvalidInputError:
+        return True  # cannot read its requests: treat it as a GPU client, it moves first
 
 
 def _already(obj: Mapping[str, Any], decision: str, now: float) -> str | None:

@@ -59,6 +59,70 @@ class WorkloadRef:
         return f"{self.namespace}/{self.name}"
 
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkloadInfo:
+    """A Deployment or StatefulSet as read from the API, managed or not: what a ModelService
+    that targets it needs, and what its own `kopilot.io/` annotations say."""
+
+    kind: str
+    namespace: str
+    name: str
+    replicas: int
+    ready_replicas: int
+    request: resources.Resources
+    """What one replica asks for (its pod template)."""
+    annotated: WorkloadRef | None = None
+    """Its settings when annotated `kopilot.io/managed: "true"`."""
+    problem: str | None = None
+    """Why its annotations cannot be read (it is then not managed through them)."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def workload_info(raw: objects.Workload) -> WorkloadInfo:
+    """Any workload; bad `kopilot.io/` annotations are kept as its `problem`, not raised."""
+    meta = raw.get("metadata", {})
+    kind = raw.get("kind") or "Deployment"
+    annotated, problem = None, None
+    try:
+        annotated = workload_ref(raw)
+    except notes.AnnotationError as e:
+        problem = str(e)
+    namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+    spec = raw.get("spec", {})
+    template = spec.get("template", {}).get("spec", {})
+    return WorkloadInfo(
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        replicas=int(spec.get("replicas", 1)),
+        ready_replicas=int(raw.get("status", {}).get("readyReplicas", 0)),
+        request=request_of(template, f"{kind} {namespace}/{name} pod template"),
+        annotated=annotated,
+        problem=problem,
+    )
+
+
+def service_from(info: WorkloadInfo, settings: notes.ServiceSettings) -> cluster.ModelService:
+    """The model service a workload is under these settings (annotations or a ModelService)."""
+    return cluster.ModelService(
+        name=info.name,
+        namespace=info.namespace,
+        replicas=info.replicas,
+        ready_replicas=info.ready_replicas,
+        capacity_rps=settings.capacity_rps,
+        cold_start_s=settings.cold_start_s,
+        min_replicas=settings.min_replicas,
+        max_replicas=settings.max_replicas,
+        request=info.request,
+    )
+
+
 def timestamp(text: str | None) -> float:
     """An RFC 3339 time from the API as unix seconds (0.0 when absent)."""
     if not text:

@@ -41,23 +41,46 @@ def parse(text: str, where: str = "quantity") -> Decimal:
     if suffix in _BINARY:
         return value * _BINARY[suffix]
     if suffix[:1] in ("e", "E") and len(suffix) > 1:
-        return value * (Decimal(10) ** int(suffix[1:]))
+        exponent = int(suffix[1:])
+        if abs(exponent) > 30:  # 10**999999999 alone would overflow the decimal context
+            raise errors.InvalidInputError(f"{where}: {text!r} is out of kopilot's range")
+        return value * (Decimal(10) ** exponent)
     return value * _DECIMAL[suffix]
+
+
+MAX_UNITS = 2**40
+"""The largest amount held in one integer (millicores, MiB, devices); past it, int64 arrays of
+the state would overflow, so such a quantity is refused where it is read."""
+
+
+def _bounded(amount: int, text: str, where: str) -> int:
+    if abs(amount) > MAX_UNITS:
+        raise errors.InvalidInputError(
+            f"{where}: {text!r} is over kopilot's limit ({MAX_UNITS} in its units); is it a typo?"
+        )
+    return amount
 
 
 def cpu_milli(text: str, where: str = "cpu") -> int:
     """CPU in millicores, rounded up (the API rounds sub-milli requests up too)."""
-    return math.ceil(parse(text, where) * 1000)
+    return _bounded(math.ceil(_finite(parse(text, where), text, where) * 1000), text, where)
 
 
 def memory_mib(text: str, where: str = "memory") -> int:
     """Memory in MiB, rounded up."""
-    return math.ceil(parse(text, where) / 2**20)
+    return _bounded(math.ceil(_finite(parse(text, where), text, where) / 2**20), text, where)
 
 
 def count(text: str, where: str = "count") -> int:
     """A whole count (GPUs, MIG slices, pods)."""
-    value = parse(text, where)
+    value = _finite(parse(text, where), text, where)
     if value != value.to_integral_value():
         raise errors.InvalidInputError(f"{where}: {text!r} must be a whole number")
-    return int(value)
+    return _bounded(int(value), text, where)
+
+
+def _finite(value: Decimal, text: str, where: str) -> Decimal:
+    # `1e999999999` parses to a Decimal whose scaling alone takes seconds: refuse it by size
+    if not value.is_finite() or value.adjusted() > 30:
+        raise errors.InvalidInputError(f"{where}: {text!r} is over kopilot's limit")
+    return value

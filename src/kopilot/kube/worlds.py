@@ -6,8 +6,11 @@
 
 - Nodes, pods, Deployments and StatefulSets come from informer caches (`kopilot.kube.caches`),
   converted once per change; a snapshot copies them, so it costs no API call.
-- Services are the workloads annotated `kopilot.io/managed: "true"` (`kopilot.kube.annotations`);
-  a workload with bad annotations is left out and named in `problems`.
+- Services are the workloads a `ModelService` (kopilot.io/v1alpha1, `kopilot.kube.modelservices`)
+  targets, when the CRD is installed, and the workloads annotated `kopilot.io/managed: "true"`
+  (`kopilot.kube.notes`); a workload with bad annotations is left out and named in `problems`;
+  a ModelService kopilot cannot use is left out, named in `problems`, and its `Ready` condition
+  says why (written by the replica that may act, only when it changes).
 - Demand: for each service with a `kopilot.io/demand-query`, a range query over the last
   `demand_history_s` through the `DemandSource` (Prometheus in production). A failing query leaves
   the service without history, so the policies' data-quality gate falls back, and says why.
@@ -22,6 +25,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +33,18 @@ from types import TracebackType
 from typing import Any, Protocol, Self, cast
 
 from kopilot.kits import clocks
-from kopilot.kube import apis, applying, caches, converting, events, objects, resuming, retrying
+from kopilot.kube import (
+    apis,
+    applying,
+    caches,
+    converting,
+    events,
+    failures,
+    modelservices,
+    objects,
+    resuming,
+    retrying,
+)
 from kopilot.loop import worlds
 from kopilot.model import actions, cluster, errors, series
 
@@ -66,6 +81,10 @@ class SignalSource(Protocol):
         ...
 
 
+CRD_RECHECK_S = 60.0
+"""How often a KubeWorld without the ModelService CRD asks whether it has been installed."""
+
+
 class NotSyncedError(errors.TemporaryError):
     """The caches have not finished their first list yet: no snapshot to give."""
 
@@ -84,15 +103,15 @@ class Settings:
     are always seen cluster-wide: placement and node health need the whole picture."""
 
 
-Managed = tuple[converting.WorkloadRef, cluster.ModelService] | None
+Managed = tuple[converting.WorkloadRef, cluster.ModelService]
 
 
-def _managed(raw: dict[str, Any]) -> Managed:
-    workload = cast(objects.Workload, raw)
-    ref = converting.workload_ref(workload)
-    if ref is None:
-        return None
-    return ref, converting.service_of(workload, ref)
+def _workload(raw: dict[str, Any]) -> converting.WorkloadInfo:
+    return converting.workload_info(cast(objects.Workload, raw))
+
+
+def _model_service(raw: dict[str, Any]) -> modelservices.Spec:
+    return modelservices.spec_of(cast(modelservices.ModelService, raw))
 
 
 def _node(raw: dict[str, Any]) -> converting.NodeInfo:
@@ -142,13 +161,26 @@ class KubeWorld:
             transform=_pod,
             **common,
         )
-        self.deployments = caches.Informer[Managed](
-            kind="Deployment", path=caches.DEPLOYMENTS, transform=_managed, **common
+        self.deployments = caches.Informer[converting.WorkloadInfo](
+            kind="Deployment", path=caches.DEPLOYMENTS, transform=_workload, **common
         )
-        self.statefulsets = caches.Informer[Managed](
-            kind="StatefulSet", path=caches.STATEFULSETS, transform=_managed, **common
+        self.statefulsets = caches.Informer[converting.WorkloadInfo](
+            kind="StatefulSet", path=caches.STATEFULSETS, transform=_workload, **common
         )
-        self.informers = (self.nodes, self.pods, self.deployments, self.statefulsets)
+        self.modelservices = caches.Informer[modelservices.Spec](
+            kind="ModelService", path=modelservices.PATH, transform=_model_service, **common
+        )
+        self.informers: tuple[caches.Informer[Any], ...] = (
+            self.nodes,
+            self.pods,
+            self.deployments,
+            self.statefulsets,
+        )
+        self.crd_served: bool | None = None
+        """Whether the API serves kopilot.io/v1alpha1 ModelServices (known once started)."""
+        self._crd_checked_at = -math.inf
+        self.verdicts: dict[str, modelservices.Verdict] = {}
+        """The last snapshot's verdict on every ModelService, by `namespace/name`."""
         self._actuator = applying.Actuator(api, events.Recorder(api, identity=settings.identity))
 
     @classmethod
@@ -172,8 +204,35 @@ class KubeWorld:
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
+        if self.crd_served is None:
+            self.crd_served = self._serves_crd()
+            if self.crd_served:
+                self.informers = (*self.informers, self.modelservices)
         for informer in self.informers:
             informer.start()
+
+    def _serves_crd(self) -> bool:
+        """Whether the ModelService CRD is installed; without it (or while the API cannot say)
+        kopilot reads annotations only, and asks again every `CRD_RECHECK_S`."""
+        self._crd_checked_at = self._clock.now()
+        try:
+            self.api.get(f"/apis/{modelservices.API_VERSION}", "discover kopilot.io")
+        except failures.NotFoundError:
+            log.info("the ModelService CRD is not installed: managing annotated workloads only")
+            return False
+        except failures.KubeError as e:
+            log.warning("cannot tell whether the ModelService CRD is installed (%s)", e)
+            return False
+        return True
+
+    def _recheck_crd(self, problems: list[str]) -> None:
+        """Start watching ModelServices once the CRD appears (installed after kopilot started)."""
+        if self.crd_served or self._clock.now() - self._crd_checked_at < CRD_RECHECK_S:
+            return
+        if self._serves_crd():
+            self.crd_served = True
+            self.modelservices.start()
+            problems.append("ModelService CRD found: its cache is syncing")
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         limit = timeout if timeout is not None else self.settings.sync_timeout_s
@@ -182,6 +241,8 @@ class KubeWorld:
     def stop(self) -> None:
         for informer in self.informers:
             informer.stop()
+        if self.crd_served and self.modelservices not in self.informers:
+            self.modelservices.stop()
 
     def __enter__(self) -> Self:
         self.start()
@@ -207,7 +268,13 @@ class KubeWorld:
         if not all(i.synced for i in self.informers):
             raise NotSyncedError("the API caches are not synced yet", retry_after=1.0)
         problems: list[str] = []
-        for informer in self.informers:
+        self._recheck_crd(problems)
+        late = (
+            (self.modelservices,)
+            if self.crd_served and self.modelservices not in self.informers
+            else ()
+        )
+        for informer in (*self.informers, *late):
             problems.extend(f"{informer.kind} {k}: {v}" for k, v in informer.problems().items())
         pods = tuple(sorted(self.pods.items().values(), key=lambda p: p.key))
         nodes = tuple(
@@ -218,7 +285,7 @@ class KubeWorld:
         )
         services: list[cluster.ModelService] = []
         demand: dict[str, series.Series] = {}
-        for ref, svc in self._managed():
+        for ref, svc in self._managed(problems, now):
             services.append(svc)
             query = ref.settings.demand_query
             if query is None or self._demand is None:
@@ -277,15 +344,68 @@ class KubeWorld:
                 return ref.kind
         return None
 
-    def _managed(self) -> list[tuple[converting.WorkloadRef, cluster.ModelService]]:
+    def _managed(
+        self, problems: list[str] | None = None, now: float | None = None
+    ) -> list[Managed]:
+        """The managed workloads: those a usable ModelService targets, then those annotated
+        `kopilot.io/managed` that no ModelService manages. With `problems` (a snapshot), the
+        unreadable annotations are added there and, while this replica may act, each
+        ModelService's `Ready` condition is written when it changed."""
         scope = self.settings.namespaces
-        found = [
-            m
+        workloads = {
+            (w.kind, w.key): w
             for informer in (self.deployments, self.statefulsets)
-            for m in informer.items().values()
-            if m is not None and (scope is None or m[0].namespace in scope)
+            for w in informer.items().values()
+            if scope is None or w.namespace in scope
+        }
+        specs = [
+            m
+            for m in self.modelservices.items().values()
+            if self.crd_served
+            and self.modelservices.synced
+            and (scope is None or m.namespace in scope)
         ]
-        return sorted(found, key=lambda m: m[0].key)
+        managing, verdicts = modelservices.resolve(specs, workloads)
+        found: dict[str, Managed] = {}
+        for target, spec in managing.items():
+            info = workloads[(spec.target_kind, target)]
+            assert spec.settings is not None
+            ref = converting.WorkloadRef(
+                kind=info.kind, namespace=info.namespace, name=info.name, settings=spec.settings
+            )
+            found[target] = (ref, converting.service_from(info, spec.settings))
+        for info in workloads.values():
+            if problems is not None and info.problem is not None:
+                problems.append(f"{info.kind} {info.key}: {info.problem}")
+            if info.annotated is not None and info.key not in found:
+                found[info.key] = (
+                    info.annotated,
+                    converting.service_from(info, info.annotated.settings),
+                )
+        if problems is not None and now is not None:
+            self.verdicts = verdicts
+            self._write_status({s.key: s for s in specs}, verdicts, problems, now)
+        return [found[k] for k in sorted(found)]
+
+    def _write_status(
+        self,
+        specs: dict[str, modelservices.Spec],
+        verdicts: dict[str, modelservices.Verdict],
+        problems: list[str],
+        now: float,
+    ) -> None:
+        for key, verdict in sorted(verdicts.items()):
+            spec = specs[key]
+            if not verdict.usable:
+                problems.append(f"ModelService {key}: {verdict.reason}: {verdict.message}")
+            body = modelservices.status_patch(spec, verdict, now)
+            if body is None or (self.may_act is not None and not self.may_act()):
+                continue
+            path = f"/apis/{modelservices.API_VERSION}/namespaces/{spec.namespace}/modelservices/{spec.name}/status"
+            try:
+                self.api.patch(path, body, f"write the status of ModelService {key}")
+            except failures.KubeError as e:
+                problems.append(f"ModelService {key}: status not written: {e}")
 
 
 def _service_of(action: actions.Action) -> str | None:

@@ -18,6 +18,7 @@ A layout is valid when every slice starts at an allowed index and no two slices 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
@@ -111,8 +112,70 @@ MODELS: Mapping[str, GpuModel] = {
 
 
 def model_named(name: str) -> GpuModel:
-    """Look a GPU model up by name; an unknown name is a plain, non-MIG GPU of unknown memory."""
-    return MODELS.get(name) or GpuModel(name=name, memory_gib=0)
+    """Look a GPU model up by name; a name made by `model_for_profiles` is that model again; an
+    unknown name is a plain, non-MIG GPU of unknown memory."""
+    known = MODELS.get(name)
+    if known is not None:
+        return known
+    if name.startswith(DERIVED_PREFIX):
+        try:
+            return model_for_profiles(name.removeprefix(DERIVED_PREFIX).split("+"))
+        except errors.InvalidLayoutError:
+            pass
+    return GpuModel(name=name, memory_gib=0)
+
+
+DERIVED_PREFIX = "MIG/"
+"""Names of the models `model_for_profiles` derives: `MIG/1g.12gb+3g.47gb`."""
+
+_PROFILE_NAME = re.compile(r"^([1-7])g\.([1-9][0-9]{0,3})gb$")
+_SLICES_OF_COMPUTE = {2: 2, 3: 4, 4: 4, 7: 8}
+_STARTS = {(1, 1): tuple(range(7)), (1, 2): (0, 2, 4, 6), (2, 2): (0, 2, 4), (3, 4): (0, 4)}
+
+
+def model_for_profiles(names: Iterable[str]) -> GpuModel:
+    """A MIG-capable model holding exactly these `<g>g.<mem>gb` profiles, on the 8-memory-slice,
+    7-compute-slice geometry every MIG GPU but the A30 shares (A100, H100 80/94/96 GB, H200, B200:
+    `3g.47gb` on an H100 NVL sits where `3g.40gb` sits on an H100-80GB). A GPU that is not in
+    `MODELS` is understood from the profile names its device plugin advertises.
+
+    A `1g` profile takes one memory slice, or two when it has about twice the memory of the
+    smallest slice (`1g.24gb` next to `1g.12gb`, or next to `2g.24gb`). Raises InvalidLayoutError
+    for a name that is not of the pattern or has no place in the geometry (5g, 6g).
+    """
+    parsed: dict[str, tuple[int, int]] = {}
+    for name in names:
+        m = _PROFILE_NAME.match(name)
+        if not m or int(m.group(1)) not in (1, *_SLICES_OF_COMPUTE):
+            raise errors.InvalidLayoutError(
+                f"MIG profile {name!r} is not of the <compute>g.<memory>gb form of NVIDIA's "
+                "profiles (1g, 2g, 3g, 4g or 7g)"
+            )
+        parsed[name] = (int(m.group(1)), int(m.group(2)))
+    if not parsed:
+        raise errors.InvalidLayoutError("no MIG profile names to derive a GPU model from")
+    # the memory of one slice: from the multi-slice profiles, else the smallest 1g profile
+    units = [mem / _SLICES_OF_COMPUTE[g] for g, mem in parsed.values() if g != 1]
+    unit = min(units) if units else min(mem for _, mem in parsed.values())
+    profiles: list[MigProfile] = []
+    for name, (g, mem) in sorted(parsed.items()):
+        slices = _SLICES_OF_COMPUTE.get(g) or (2 if mem >= 1.5 * unit else 1)
+        profiles.append(
+            MigProfile(
+                name=name,
+                compute=g,
+                memory_slices=slices,
+                memory_gb=mem,
+                starts=_STARTS.get((g, slices), (0,)),
+            )
+        )
+    widest = max(profiles, key=lambda p: (p.memory_slices, p.memory_gb))
+    memory = round(widest.memory_gb * MEMORY_SLICES / widest.memory_slices)
+    return GpuModel(
+        name=DERIVED_PREFIX + "+".join(sorted(parsed)),
+        memory_gib=memory,
+        mig_profiles=tuple(profiles),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

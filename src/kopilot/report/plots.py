@@ -15,7 +15,9 @@ import matplotlib.pyplot as plt
 STYLE: dict[str, Any] = {
     "svg.hashsalt": "kopilot",
     "svg.fonttype": "none",
-    "font.size": 9,
+    "font.size": 10,
+    "legend.fontsize": 10,
+    "axes.titlesize": 11,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
@@ -35,10 +37,12 @@ def figure(width: float = 9.0, height: float = 3.2, rows: int = 1) -> Iterator[t
             plt.close(fig)
 
 
-def to_svg(fig: Any) -> str:
+def to_svg(fig: Any, *, layout: bool = True) -> str:
+    """The figure as SVG text; `layout=False` when the caller has laid it out already."""
     buf = io.StringIO()
     with matplotlib.rc_context(cast(Any, STYLE)):
-        fig.tight_layout()
+        if layout:
+            fig.tight_layout()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     return text[text.index("<svg") :]

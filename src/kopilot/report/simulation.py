@@ -38,8 +38,11 @@ def _serving_row(r: runs.ServingResult) -> list[str]:
 
 def serving_table(results: Sequence[runs.ServingResult]) -> Table:
     table = Table(title="Model service under the GenAI demand curve", title_justify="left")
-    table.caption = (
-        "SLO-viol. min: minutes with demand above ready capacity; unserved %: share of requests"
+    table.caption = " ".join(
+        [
+            "SLO-viol. min: minutes with demand above ready capacity; unserved %: share of requests",
+            *coinciding(results),
+        ]
     )
     for col in SERVING_HEADERS:
         table.add_column(col, justify="left" if col == "policy" else "right")
@@ -80,8 +83,20 @@ def cluster_table(results: Sequence[clusters.ClusterResult]) -> Table:
     return table
 
 
+VIOLATION_MIN_WIDTH = 0.004
+"""A violation is drawn at least this share of the time axis wide (0.4 %, ~5 min of 22 h)."""
+
+
+def _widened(mask: np.ndarray, samples: int) -> np.ndarray:
+    """`mask` with each run of True grown to at least `samples` samples, so it can be seen."""
+    if samples <= 1 or not mask.any():
+        return mask
+    kernel = np.ones(samples, dtype=int)
+    return np.convolve(mask.astype(int), kernel, mode="same") > 0
+
+
 def _serving_plot(results: Sequence[runs.ServingResult]) -> str:
-    with plots.figure(rows=len(results)) as (fig, axes):
+    with plots.figure(height=2.6, rows=len(results)) as (fig, axes):
         for ax, r in zip(axes, results, strict=True):
             # About one point a minute keeps the page small; the tables carry the exact figures,
             # and a violation anywhere in a stride still shows (max over the stride).
@@ -91,32 +106,96 @@ def _serving_plot(results: Sequence[runs.ServingResult]) -> str:
             hours = (t - t[0]) / 3600.0
             demand = r.samples["demand"][:n].reshape(-1, every).max(axis=1)
             ready = r.samples["ready_capacity"][:n].reshape(-1, every).min(axis=1)
-            ax.fill_between(hours, demand, step="post", alpha=0.35, label="demand (req/s)")
-            ax.step(hours, ready, where="post", label="ready capacity (req/s)", lw=1.2)
-            short = np.where(demand > ready + 1e-12, demand, np.nan)
-            ax.step(hours, short, where="post", color="crimson", lw=1.5, label="SLO violation")
+            ax.fill_between(hours, demand, step="post", color="tab:blue", alpha=0.3, label="demand")
+            ax.step(hours, ready, where="post", color="tab:green", lw=1.4, label="ready capacity")
+            short = demand > ready + 1e-12
+            # The unserved part, filled, and a red band along the bottom wherever the SLO was
+            # violated, each episode at least VIOLATION_MIN_WIDTH of the axis wide: a one-minute
+            # shortfall in 22 hours would otherwise be thinner than a pixel.
+            ax.fill_between(
+                hours, ready, demand, where=short, step="post", color="crimson", alpha=0.8
+            )
+            band = _widened(short, int(np.ceil(VIOLATION_MIN_WIDTH * len(hours))))
+            ax.fill_between(
+                hours,
+                0.0,
+                0.09,
+                where=band,
+                step="post",
+                color="crimson",
+                transform=ax.get_xaxis_transform(),
+                label="SLO violated (demand above ready capacity)",
+            )
             ax.set_title(
                 f"{r.policy}: {r.violation_minutes:.0f} SLO-violation minutes, "
                 f"{r.replica_hours:.0f} replica-hours",
                 loc="left",
             )
             ax.set_ylabel("req/s")
-            ax.legend(loc="upper right", fontsize=7)
+            ax.set_ylim(bottom=0)
+            ax.margins(x=0)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False)
         axes[-1].set_xlabel("hours since trace start")
-        return plots.to_svg(fig)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+        return plots.to_svg(fig, layout=False)
+
+
+CLUSTER_ZOOM_FLOOR = 85.0
+"""The cluster-fill plot starts its y axis here: the policies differ between ~90 and ~97 %."""
 
 
 def _cluster_plot(results: Sequence[clusters.ClusterResult]) -> str:
-    with plots.figure() as (fig, axes):
+    with plots.figure(height=4.2) as (fig, axes):
+        ax = axes[0]
         for r in results:
-            axes[0].plot(
-                r.samples["arrived_pct"], r.samples["allocation_pct"], lw=1.2, label=r.policy
+            line = ax.plot(
+                r.samples["arrived_pct"], r.samples["allocation_pct"], lw=1.6, label=r.policy
             )
-        axes[0].axvline(100.0, color="grey", lw=0.8, ls="--")
-        axes[0].set_xlabel("GPU demand arrived, % of cluster capacity")
-        axes[0].set_ylabel("GPUs allocated, %")
-        axes[0].legend(loc="lower right", fontsize=7)
+            end = float(r.samples["allocation_pct"][-1])
+            ax.annotate(
+                f"{r.policy} {end:.1f} %",
+                (float(r.samples["arrived_pct"][-1]), end),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                color=line[0].get_color(),
+            )
+        ax.axvline(100.0, color="grey", lw=0.8, ls="--")
+        ax.set_xlim(left=80.0)
+        ax.set_ylim(CLUSTER_ZOOM_FLOOR, 100.0)
+        ax.set_xlabel("GPU demand arrived, % of cluster capacity (from 80 %)")
+        ax.set_ylabel(f"GPUs allocated, % (axis from {CLUSTER_ZOOM_FLOOR:.0f} %)")
+        ax.legend(loc="lower right")
+        ax.margins(x=0.12)
         return plots.to_svg(fig)
+
+
+def coinciding(results: Sequence[runs.ServingResult]) -> list[str]:
+    """A sentence for each pair of policies whose results are the same, saying why if known."""
+    notes = []
+    for i, a in enumerate(results):
+        for b in results[i + 1 :]:
+            if _serving_row(a)[1:] != _serving_row(b)[1:]:
+                continue
+            pair = {a.policy, b.policy}
+            if pair == {"hpa", "keda"}:
+                low = float(np.min(a.samples["demand"]))
+                notes.append(
+                    "HPA and KEDA give the same row. KEDA is the HPA from one replica up (it "
+                    "feeds its metric to an HPA with the same target); it differs at zero: it "
+                    "scales to zero after its cooldown when the metric is inactive and back to "
+                    "one when it rises above the activation threshold. Here demand never falls "
+                    f"to zero (its lowest is {low:.3g} req/s), so KEDA never leaves the HPA path "
+                    "(its 30 s polling, against a demand sample every 57 s, changed no decision "
+                    "either: the rows are equal)."
+                )
+            else:
+                notes.append(
+                    f"{a.policy} and {b.policy} give the same row: on this trace they took the "
+                    "same decisions."
+                )
+    return notes
 
 
 def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -154,7 +233,13 @@ def render_html(
             f"{svc.startup_overhead_s:g} s start-up + base-model load time from the trace.</p>"
         )
         parts.append(_html_table(SERVING_HEADERS, [_serving_row(r) for r in serving_results]))
+        parts.extend(f"<p>{html.escape(note)}</p>" for note in coinciding(serving_results))
         parts.append("<h3>Demand vs. ready capacity</h3>")
+        parts.append(
+            "<p>Blue: demand; green: capacity of the replicas that are ready; red fill: demand "
+            "above it (not served within the SLO); the red band along the bottom marks every "
+            "violation, short ones widened to stay visible.</p>"
+        )
         parts.append(_serving_plot(serving_results))
     if cluster_results:
         parts.append("<h2>GPU cluster fill</h2>")
@@ -164,6 +249,10 @@ def render_html(
             "of the cluster gets used before pods stop fitting.</p>"
         )
         parts.append(_html_table(CLUSTER_HEADERS, [_cluster_row(r) for r in cluster_results]))
+        parts.append(
+            "<p>The plot is zoomed: its y axis starts at 85 % (the policies differ between about "
+            "90 and 97 %); each line ends with the policy's allocation at 130 % arrived.</p>"
+        )
         parts.append(_cluster_plot(cluster_results))
     if fault_runs is not None:
         parts.append(faults_html(*fault_runs))
@@ -237,7 +326,8 @@ def _fault_plot(observe: faults.FaultRun, remediate: faults.FaultRun) -> str:
                     (o.detected_at - o.onset) / 3600.0, color="crimson", lw=1, label="detected"
                 )
             ax.set_title(f"{o.fault}: {o.stream}", loc="left")
-            ax.legend(loc="upper left", fontsize=6)
+            if ax is axes[0]:
+                ax.legend(loc="upper left", ncol=4, fontsize=9)
         axes[-1].set_xlabel("hours from the fault's start")
         return plots.to_svg(fig)
 

@@ -15,7 +15,7 @@ import orjson
 
 from kopilot.scheduling import extender_types
 
-MAX_NAMES = 100_000
+MAX_NAMES = 20_000
 """Entries kept before the cache starts afresh (nodes come and go over a long run)."""
 
 

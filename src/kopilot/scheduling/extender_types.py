@@ -12,7 +12,7 @@ where it is, e.g. `Expected `str`, got `int` - at `$.Pod.metadata.name``.
 
 from __future__ import annotations
 
-from typing import Generic, TypedDict, TypeVar
+from typing import Annotated, Generic, TypedDict, TypeVar
 
 import msgspec
 
@@ -20,6 +20,12 @@ from kopilot.model import errors
 
 Quantity = str | int | float
 T = TypeVar("T")
+
+Name = Annotated[str, msgspec.Meta(max_length=253)]
+"""A Kubernetes object name (a DNS subdomain: at most 253 characters). A longer one is a
+malformed body, refused before anything is kept about it."""
+Namespace = Annotated[str, msgspec.Meta(max_length=63)]
+Uid = Annotated[str, msgspec.Meta(max_length=128)]
 
 
 class MalformedError(errors.InvalidInputError):
@@ -31,9 +37,9 @@ class _Loose(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ObjectMeta(_Loose, frozen=True):
-    name: str = ""
-    namespace: str = "default"
-    uid: str = ""
+    name: Name = ""
+    namespace: Namespace = "default"
+    uid: Uid = ""
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
 
@@ -46,6 +52,8 @@ class ResourceRequirements(_Loose, frozen=True):
 class Container(_Loose, frozen=True):
     name: str = ""
     resources: ResourceRequirements | None = None
+    restart_policy: str | None = msgspec.field(default=None, name="restartPolicy")
+    """`Always` on an init container makes it a sidecar (Kubernetes 1.29+)."""
 
 
 class PodSpec(_Loose, frozen=True):
@@ -67,7 +75,7 @@ class Pod(_Loose, frozen=True):
 class NodeMeta(_Loose, frozen=True):
     """A v1.Node's metadata: its name and labels (its annotations are long and unread)."""
 
-    name: str = ""
+    name: Name = ""
     labels: dict[str, str] | None = None
 
 
@@ -91,7 +99,7 @@ class NodeList(_Loose, frozen=True):
 
 
 class NameOnly(_Loose, frozen=True):
-    name: str = ""
+    name: Name = ""
 
 
 class NamedNode(_Loose, frozen=True):
@@ -110,7 +118,7 @@ class _Args(_Loose, Generic[Nodes], frozen=True):
 
     pod: Pod = msgspec.field(name="Pod")
     nodes: Nodes | None = msgspec.field(default=None, name="Nodes")
-    node_names: list[str] | None = msgspec.field(default=None, name="NodeNames")
+    node_names: list[Name] | None = msgspec.field(default=None, name="NodeNames")
 
     @property
     def with_objects(self) -> bool:
@@ -134,10 +142,10 @@ class NamedArgs(_Args[NamedNodeList], frozen=True):
 
 
 class ExtenderBindingArgs(_Loose, frozen=True):
-    pod_name: str = msgspec.field(name="PodName")
-    pod_namespace: str = msgspec.field(name="PodNamespace")
-    pod_uid: str = msgspec.field(name="PodUID")
-    node: str = msgspec.field(name="Node")
+    pod_name: Name = msgspec.field(name="PodName")
+    pod_namespace: Namespace = msgspec.field(name="PodNamespace")
+    pod_uid: Uid = msgspec.field(name="PodUID")
+    node: Name = msgspec.field(name="Node")
 
 
 def decode(raw: bytes, kind: type[T]) -> T:

@@ -61,6 +61,12 @@ UNKNOWN_NODE = "kopilot extender: node unknown (not in its node cache)"
 LABEL_PRODUCT = "nvidia.com/gpu.product"
 LABEL_COUNT = "nvidia.com/gpu.count"
 MAX_REMEMBERED_PODS = 50_000
+MAX_GPUS_PER_NODE = 32
+"""More GPUs than any server holds (8 or 16): a node advertising more is failed, not built."""
+MAX_NODES = 10_000
+"""Nodes held from requests (twice the 5,000 Kubernetes supports in one cluster). Without an API
+connection nothing says a node went away; past this, the node named least recently is
+forgotten (it is learned again from the next request that carries it)."""
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 SYNC_GRACE_S = 60.0
@@ -85,7 +91,8 @@ def model_of(product: str) -> str:
 
 
 def node_from(obj: extender_types.Node) -> cluster.Node:
-    """A kopilot Node from a v1.Node; raises InvalidInputError on malformed quantities."""
+    """A kopilot Node from a v1.Node; raises InvalidInputError naming the node and the field or
+    label it cannot read (the caller fails that node alone)."""
     name = obj.metadata.name
     if not name:
         raise errors.InvalidInputError("a node in Nodes.items has no metadata.name")
@@ -97,25 +104,60 @@ def node_from(obj: extender_types.Node) -> cluster.Node:
     advertised = quantities.count(
         alloc.get(resources.RESOURCE_GPU, 0), field=f"{where}.{resources.RESOURCE_GPU}"
     )
-    replicas = int(labels.get(state.LABEL_REPLICAS, "1") or "1") if advertised else 1
+    replicas = _replicas(name, labels) if advertised else 1
     model = labels.get(LABEL_MODEL) or model_of(labels.get(LABEL_PRODUCT, "GPU"))
     mig_counts = {
         key.removeprefix(resources.MIG_RESOURCE_PREFIX): quantities.count(v, field=f"{where}.{key}")
         for key, v in alloc.items()
         if key.startswith(resources.MIG_RESOURCE_PREFIX)
     }
-    plain = advertised // max(replicas, 1)
+    plain = advertised // replicas
+    slices = sum(mig_counts.values())
+    if plain > MAX_GPUS_PER_NODE or slices > MAX_GPUS_PER_NODE * gpus.COMPUTE_SLICES:
+        raise errors.InvalidInputError(
+            f"node {name}: advertises {plain} GPU(s) and {slices} MIG slice(s); kopilot holds up "
+            f"to {MAX_GPUS_PER_NODE} GPUs a node (check {where} and the label "
+            f"{state.LABEL_REPLICAS})"
+        )
     gpu_list = [cluster.Gpu(index=i, model=model) for i in range(plain)]
-    if any(mig_counts.values()):
+    if slices:
         gpu_list.extend(_mig_gpus(name, model, mig_counts, start=plain))
     return cluster.Node(
         name=name,
         cpu_milli=cpu,
         memory_mib=mem,
         gpus=tuple(gpu_list),
-        labels={k: v for k, v in labels.items() if k == state.LABEL_REPLICAS},
+        labels={k: v for k, v in labels.items() if k == state.LABEL_REPLICAS and advertised},
         unschedulable=bool(obj.spec.unschedulable),
     )
+
+
+def _replicas(node: str, labels: dict[str, str]) -> int:
+    """The node's time-slicing replicas label (`nvidia.com/gpu.replicas`), 1..1000."""
+    raw = labels.get(state.LABEL_REPLICAS, "") or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= resources.GPU_MILLI:
+        raise errors.InvalidInputError(
+            f"node {node}: label {state.LABEL_REPLICAS}={raw[:40]!r} is not a whole number "
+            f"1..{resources.GPU_MILLI}; fix the label (the GPU device plugin's time-slicing "
+            "config sets it)"
+        )
+    return int(raw)
+
+
+def _mig_model(node: str, model_name: str, names: Iterable[str]) -> gpus.GpuModel:
+    """The node's GPU model if it has every advertised profile, else the model those profile
+    names describe (an H100 NVL's `1g.12gb`: see `gpus.model_for_profiles`)."""
+    wanted = sorted(names)
+    model = gpus.model_named(model_name)
+    if model.mig_capable and all(p in {q.name for q in model.mig_profiles} for p in wanted):
+        return model
+    try:
+        return gpus.model_for_profiles(wanted)
+    except errors.InvalidLayoutError as e:
+        raise errors.InvalidInputError(
+            f"node {node}: allocatable {', '.join(resources.MIG_RESOURCE_PREFIX + p for p in wanted)}"
+            f": {e}"
+        ) from e
 
 
 def _mig_gpus(
@@ -123,12 +165,7 @@ def _mig_gpus(
 ) -> list[cluster.Gpu]:
     """GPUs whose layouts hold the advertised MIG slices (the device plugin does not say which
     slice is on which GPU; any packing that holds them is equivalent for placement)."""
-    model = gpus.model_named(model_name)
-    if not model.mig_capable:
-        raise errors.InvalidInputError(
-            f"node {node}: advertises MIG slices but its GPU model {model_name!r} is not MIG-capable; "
-            f"label it {LABEL_PRODUCT} or {LABEL_MODEL}"
-        )
+    model = _mig_model(node, model_name, [p for p, c in counts.items() if c])
     pending = sorted(
         (p for p, c in counts.items() for _ in range(c)),
         key=lambda p: -model.profile(p).memory_slices,
@@ -150,26 +187,69 @@ def _mig_gpus(
     return out
 
 
+def _requests(
+    key: str, container: extender_types.Container, kind: str = "container"
+) -> dict[str, int]:
+    """One container's requests (its limits where a request is absent) that the extender
+    reads, in kopilot's units."""
+    res = container.resources
+    req = dict((res.limits or {}) if res else {})
+    req.update((res.requests or {}) if res else {})
+    out: dict[str, int] = {}
+    for name, value in req.items():
+        where = f"pod {key} {kind} {container.name or '?'} resources.{name}"
+        if name == "cpu":
+            out[name] = quantities.cpu_milli(value, field=where)
+        elif name == "memory":
+            out[name] = quantities.memory_mib(value, field=where)
+        elif name in (resources.RESOURCE_GPU, RESOURCE_GPU_MILLI) or name.startswith(
+            resources.MIG_RESOURCE_PREFIX
+        ):
+            out[name] = quantities.count(value, field=where)
+    return out
+
+
+def _add(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    return {k: into.get(k, 0) + more.get(k, 0) for k in into.keys() | more.keys()}
+
+
+def _most(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: max(a.get(k, 0), b.get(k, 0)) for k in a.keys() | b.keys()}
+
+
+def effective_requests(key: str, spec: extender_types.PodSpec) -> dict[str, int]:
+    """The pod's requests as Kubernetes computes them (`resourcehelper.PodRequests`): per
+    resource, the larger of the app containers' sum and the largest init container. Init
+    containers run one at a time, before the app; a sidecar (an init container with
+    `restartPolicy: Always`) keeps running, so it adds to every init container after it and to
+    the app containers."""
+    apps: dict[str, int] = {}
+    for c in spec.containers:
+        apps = _add(apps, _requests(key, c))
+    sidecars: dict[str, int] = {}
+    inits: dict[str, int] = {}
+    for c in spec.init_containers or ():
+        own = _requests(key, c, "init container")
+        if c.restart_policy == "Always":
+            sidecars = _add(sidecars, own)
+            inits = _most(inits, sidecars)
+        else:
+            inits = _most(inits, _add(own, sidecars))
+    totals = _most(_add(apps, sidecars), inits)
+    for name, amount in totals.items():
+        if amount > quantities.MAX_UNITS:
+            raise errors.InvalidInputError(
+                f"pod {key}: its containers' resources.{name} add up to {amount}, over "
+                f"kopilot's limit of {quantities.MAX_UNITS}"
+            )
+    return totals
+
+
 def demand_from(pod: extender_types.Pod) -> demands.Demand:
-    """A pod's demand from its containers' requests (init containers: the largest counts)."""
+    """A pod's demand from its containers' requests (init containers: the largest counts, see
+    `effective_requests`)."""
     key = f"{pod.metadata.namespace}/{pod.metadata.name}"
-    totals: dict[str, int] = {}
-    for c in pod.spec.containers:
-        req = dict((c.resources.limits or {}) if c.resources else {})
-        req.update((c.resources.requests or {}) if c.resources else {})
-        for name, value in req.items():
-            where = f"pod {key} container {c.name or '?'} resources.{name}"
-            if name == "cpu":
-                amount = quantities.cpu_milli(value, field=where)
-            elif name == "memory":
-                amount = quantities.memory_mib(value, field=where)
-            elif name in (resources.RESOURCE_GPU, RESOURCE_GPU_MILLI) or name.startswith(
-                resources.MIG_RESOURCE_PREFIX
-            ):
-                amount = quantities.count(value, field=where)
-            else:
-                continue
-            totals[name] = totals.get(name, 0) + amount
+    totals = effective_requests(key, pod.spec)
     mig = {
         k.removeprefix(resources.MIG_RESOURCE_PREFIX): v
         for k, v in totals.items()
@@ -184,6 +264,11 @@ def demand_from(pod: extender_types.Pod) -> demands.Demand:
             f"ask for whole GPUs with {resources.RESOURCE_GPU}"
         )
     spec = (pod.metadata.annotations or {}).get(ANNOTATION_MODELS, "")
+    if len(spec) > 1024:
+        raise errors.InvalidInputError(
+            f"pod {key}: annotation {ANNOTATION_MODELS} is {len(spec)} characters; list the GPU "
+            "models it may use (V100M16|V100M32), at most 1024 characters"
+        )
     profile, count = next(iter(mig.items())) if mig else (None, 0)
     return demands.Demand(
         pod=key,
@@ -300,12 +385,14 @@ class Extender:
         rng: random.Random,
         clock: clocks.Clock | None = None,
         grace_s: float = SYNC_GRACE_S,
+        max_nodes: int = MAX_NODES,
     ) -> None:
         self.profile_name = profile
         self.binder = binder
         self.rng = rng
         self.clock: clocks.Clock = clock or clocks.WallClock()
         self.grace_s = grace_s
+        self.max_nodes = max_nodes
         self._pods_read: dict[int, tuple[extender_types.Pod, _PodView]] = {}
         self._refused: dict[str, tuple[_Placed, str]] = {}
         """Pods the sync could not account (over capacity), with the reason, until they change."""
@@ -313,7 +400,11 @@ class Extender:
         """Pods the last rebuild could not place back (key -> reason), for `/healthz` and logs."""
         self.lock = threading.Lock()
         self.nodes: dict[str, cluster.Node] = {n.name: n for n in nodes}
-        self._raw: dict[str, extender_types.Node] = {}
+        self._raw: OrderedDict[str, extender_types.Node] = OrderedDict()
+        """The v1.Node last read for each node, least recently named first."""
+        self.broken: dict[str, str] = {}
+        """Nodes that could not be read (name -> the reason, naming the field or label): each
+        is a failed node of every filter until it changes; the other nodes are judged."""
         self._epoch = 0
         """Bumped whenever the state or the profile changes: a `_Filtered` is valid for one."""
         self._filtered: OrderedDict[tuple[str, demands.Demand, int], _Filtered] = OrderedDict()
@@ -332,17 +423,41 @@ class Extender:
 
     # ---- inventory -----------------------------------------------------------------------
 
+    def learn(self, items: Iterable[extender_types.Node]) -> list[str]:
+        """Take these v1.Nodes into the node cache (`--nodes` at start); returns the reason for
+        each node that could not be read (those are failed by every filter)."""
+        items = list(items)
+        with self.lock:
+            self._learn(items)
+            named = dict.fromkeys(o.metadata.name for o in items)
+            return [self.broken[n] for n in named if n in self.broken]
+
     def _learn(self, items: list[extender_types.Node]) -> None:
         changed = False
         for obj in items:
+            name = obj.metadata.name
             # a Node struct holds only the fields node_from reads: equal means unchanged
-            if self._raw.get(obj.metadata.name) == obj:
+            if self._raw.get(name) == obj:
+                self._raw.move_to_end(name)
                 continue  # unchanged since the last request: skip re-parsing quantities
-            node = node_from(obj)
-            self._raw[node.name] = obj
-            if self.nodes.get(node.name) != node:
-                self.nodes[node.name] = node
-                changed = True
+            try:
+                node = node_from(obj)
+            except errors.InvalidInputError as e:
+                if not name:
+                    raise  # a node with no name cannot be failed by name: the body is malformed
+                self.broken[name] = str(e)
+                changed |= self.nodes.pop(name, None) is not None
+            else:
+                self.broken.pop(name, None)
+                if self.nodes.get(name) != node:
+                    self.nodes[name] = node
+                    changed = True
+            self._raw[name] = obj
+            self._raw.move_to_end(name)
+        while len(self._raw) > self.max_nodes:
+            name, _ = self._raw.popitem(last=False)
+            self.broken.pop(name, None)
+            changed |= self.nodes.pop(name, None) is not None
         if changed or self._state is None:
             self._rebuild()
 
@@ -468,12 +583,13 @@ class Extender:
         the first filter that rejected each, or unknown to the extender)."""
         cl = self._state
         if cl is None:
-            return [], {}, dict.fromkeys(names, UNKNOWN_NODE)
+            return [], self._broken_in(names), self._unknown(names)
         at = self._resolve(cl, names)
-        unresolvable = dict.fromkeys([names[i] for i in np.flatnonzero(at < 0)], UNKNOWN_NODE)
+        missing = [names[i] for i in np.flatnonzero(at < 0)]
+        unresolvable = self._unknown(missing)
         alive = np.zeros(len(cl), dtype=np.bool_)
         alive[at[at >= 0]] = True
-        failed: dict[str, str] = {}
+        failed = self._broken_in(missing)
         for plugin, result in self._filters(cl, uid, demand).results:
             rejected = np.flatnonzero(alive & ~result.passed)
             if rejected.size:
@@ -484,6 +600,16 @@ class Extender:
             alive &= result.passed
         passed: list[str] = self._names[np.flatnonzero(alive)].tolist()
         return passed, failed, unresolvable
+
+    def _broken_in(self, names: list[str]) -> dict[str, str]:
+        """The named nodes that could not be read, with the reason (FailedNodes: the node may
+        be fixed, so kube-scheduler may try it again for this pod later)."""
+        broken = self.broken
+        return {n: f"kopilot extender: {broken[n]}" for n in names if n in broken}
+
+    def _unknown(self, names: list[str]) -> dict[str, str]:
+        broken = self.broken
+        return dict.fromkeys((n for n in names if n not in broken), UNKNOWN_NODE)
 
     def _scores(
         self, uid: str, demand: demands.Demand, names: list[str]
@@ -626,13 +752,15 @@ class Extender:
         )
 
     def status(self) -> dict[str, int]:
-        """How many nodes and pods the extender holds, and pods it could not account."""
-        with self.lock:
-            return {
-                "nodes": len(self.nodes),
-                "pods": len(self.bound),
-                "problems": len(self.problems) + len(self._refused),
-            }
+        """How many nodes and pods the extender holds, and pods it could not account. Read
+        without the lock (each count is one atomic read): the health probe must not wait for
+        a request that holds it."""
+        return {
+            "nodes": len(self.nodes),
+            "pods": len(self.bound),
+            "problems": len(self.problems) + len(self._refused),
+            "broken_nodes": len(self.broken),
+        }
 
     def forget(self, pod_key: str) -> bool:
         """Release a pod the extender bound (it ended or was deleted)."""
@@ -672,18 +800,24 @@ class Extender:
         now = self.clock.now()
         with self.lock:
             fresh: dict[str, cluster.Node] = {}
-            raw: dict[str, extender_types.Node] = {}
+            raw: OrderedDict[str, extender_types.Node] = OrderedDict()
+            broken: dict[str, str] = {}
             for obj in nodes:
                 name = obj.metadata.name
-                if name in self.nodes and self._raw.get(name) == obj:
-                    fresh[name], raw[name] = self.nodes[name], obj  # unchanged: no re-parse
+                if self._raw.get(name) == obj and (name in self.nodes or name in self.broken):
+                    raw[name] = obj  # unchanged: no re-parse
+                    if name in self.nodes:
+                        fresh[name] = self.nodes[name]
+                    else:
+                        broken[name] = self.broken[name]
                     continue
+                raw[name] = obj
                 try:
                     fresh[name] = node_from(obj)
                 except errors.InvalidInputError as e:
-                    problems.append(f"node {name}: {e}")
-                    continue
-                raw[name] = obj
+                    broken[name] = str(e)
+            self.broken = broken
+            problems.extend(broken.values())
             added = tuple(sorted(fresh.keys() - self.nodes.keys()))
             removed = tuple(sorted(self.nodes.keys() - fresh.keys()))
             changed = bool(added or removed) or any(
@@ -711,9 +845,9 @@ class Extender:
                 )
                 adopted.append(key)
             self._refused = {k: v for k, v in self._refused.items() if placed.get(k) is v[0]}
+            self._raw = raw
             if changed or self._state is None:
                 self.nodes = fresh
-                self._raw = raw
                 self._rebuild()
             else:  # same nodes: account the difference, no rebuild of every pod
                 cl = self._state

@@ -11,7 +11,7 @@ current layout serves as much keeps it (no needless disruption). The result is a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -63,8 +63,16 @@ def _value(counts: Mapping[str, int], want: Counter[str], model: gpus.GpuModel) 
     return sum(min(c, want[p]) * model.profile(p).compute for p, c in counts.items())
 
 
-def plan(cluster: state.ClusterState, demand: Mapping[str, int], *, model: str) -> Plan:
-    """Layouts for the `model` GPUs of the cluster that serve `demand` (profile -> slice count)."""
+def plan(
+    cluster: state.ClusterState,
+    demand: Mapping[str, int],
+    *,
+    model: str,
+    options: Sequence[gpus.MigLayout] | None = None,
+) -> Plan:
+    """Layouts for the `model` GPUs of the cluster that serve `demand` (profile -> slice count),
+    chosen among `options` (default: every maximal layout the hardware can hold; the live loop
+    passes the layouts the GPU operator has named configs for, `migconfigs.layouts`)."""
     gpu_model = gpus.model_named(model)
     want: Counter[str] = Counter({p: c for p, c in demand.items() if c > 0})
     for p in want:
@@ -86,7 +94,10 @@ def plan(cluster: state.ClusterState, demand: Mapping[str, int], *, model: str) 
         for g in range(int(cluster.gpu_count[node])):
             if (node, g) not in cluster.mig_layouts and cluster.gpu_free[node, g] >= 1000:
                 candidates.append((node, g, None))
-    options = layouts(gpu_model.name)
+    if options is None:
+        options = layouts(gpu_model.name)
+    if not options:
+        return Plan(actions=(), served={}, unserved={p: c for p, c in want.items() if c > 0})
     out: list[actions.Repartition] = []
     served: Counter[str] = Counter()
     for node, g, current in candidates:

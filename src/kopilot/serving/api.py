@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -25,15 +26,17 @@ import starlette.responses
 import starlette.routing
 
 from kopilot.serving import (
+    admission,
     batching,
     bodies,
+    connections,
+    decoding,
     detectors,
     errors,
     instruments,
     logs,
     openapi,
     postprocessing,
-    preprocessing,
     settings,
 )
 
@@ -62,6 +65,23 @@ def _error(status: int, code: str, message: str, hint: str = "", **headers: str)
     return starlette.responses.JSONResponse(body, status_code=status, headers=headers or None)
 
 
+def _json_answer(status: int, body: Any, *headers: tuple[str, str]) -> connections.Answer:
+    return connections.Answer(
+        status=status,
+        content_type="application/json",
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        headers=headers,
+    )
+
+
+def _response(answer: connections.Answer) -> Any:
+    return starlette.responses.Response(
+        answer.body,
+        status_code=answer.status,
+        headers={"content-type": answer.content_type, **dict(answer.headers)},
+    )
+
+
 class Service:
     """One model service: its settings, state, metrics and request handlers."""
 
@@ -80,6 +100,14 @@ class Service:
         self._timer = timer
         self._state = _State()
         self._log = logs.logger()
+        # A burst beyond the queue plus the batch running now is refused on arrival.
+        self.admission = admission.Admission(
+            config.batching.max_queue_size + config.batching.max_batch_size
+        )
+        self.body_budget = admission.BodyBudget(config.limits.max_inflight_body_bytes)
+        self.decoder = decoding.DecodePool(
+            threads=config.preprocess.decode_threads, limits=config.limits
+        )
         self._loading: asyncio.Task[None] | None = None
 
     @property
@@ -107,6 +135,7 @@ class Service:
                     await self._loading
             if self._state.batcher is not None:
                 await self._state.batcher.close()
+            await asyncio.to_thread(self.decoder.close)
             self._log.info("stopped", extra={"fields": {"event": "stopped"}})
 
     async def _load(self) -> None:
@@ -175,23 +204,46 @@ class Service:
 
     # -- handlers --------------------------------------------------------------------------
 
-    async def healthz(self, _request: starlette.requests.Request) -> Any:
-        return starlette.responses.JSONResponse({"status": "alive", "phase": self.phase.value})
+    # The probes' answers are plain functions: the connection guard serves them itself
+    # (`fast_paths`), and the ASGI routes below give the same answers (HEAD, tests, tools).
 
-    async def readyz(self, _request: starlette.requests.Request) -> Any:
+    def health_answer(self) -> connections.Answer:
+        return _json_answer(200, {"status": "alive", "phase": self.phase.value})
+
+    def ready_answer(self) -> connections.Answer:
         if self.phase is Phase.READY:
-            return starlette.responses.JSONResponse({"status": "ready"})
+            return _json_answer(200, {"status": "ready"})
         message = {
             Phase.LOADING: "the model is loading and warming up",
             Phase.FAILED: f"the model cannot be served: {self.failure}",
             Phase.STOPPING: "the server is shutting down",
         }[self.phase]
-        return _error(503, f"not_ready_{self.phase.value}", message, **{"Retry-After": "1"})
+        body = {"error": {"code": f"not_ready_{self.phase.value}", "message": message}}
+        return _json_answer(503, body, ("Retry-After", "1"))
+
+    def metrics_answer(self) -> connections.Answer:
+        return connections.Answer(
+            status=200,
+            content_type=prometheus_client.CONTENT_TYPE_LATEST,
+            body=self.instruments.exposition(),
+        )
+
+    def fast_paths(self) -> connections.FastPaths:
+        """The probe paths the connection guard answers without the app."""
+        return {
+            "/healthz": self.health_answer,
+            "/readyz": self.ready_answer,
+            "/metrics": self.metrics_answer,
+        }
+
+    async def healthz(self, _request: starlette.requests.Request) -> Any:
+        return _response(self.health_answer())
+
+    async def readyz(self, _request: starlette.requests.Request) -> Any:
+        return _response(self.ready_answer())
 
     async def metrics(self, _request: starlette.requests.Request) -> Any:
-        return starlette.responses.Response(
-            self.instruments.exposition(), media_type=prometheus_client.CONTENT_TYPE_LATEST
-        )
+        return _response(self.metrics_answer())
 
     async def openapi(self, _request: starlette.requests.Request) -> Any:
         return starlette.responses.JSONResponse(openapi.schema())
@@ -224,8 +276,17 @@ class Service:
         self.instruments.inflight.inc()
         status: int = 500
         reason: str | None = "internal"
+        admitted = False
+        claim = self.body_budget.claim()
         try:
-            response = await self._detect(request, started)
+            if not self.admission.try_enter():  # refused before reading or decoding anything
+                raise errors.OverloadedError(
+                    f"{self.admission.inside} detection requests are being handled, this "
+                    f"server's limit (the batching queue plus one batch)",
+                    retry_after=1.0,
+                )
+            admitted = True
+            response = await self._detect(request, started, claim)
             status, reason = response.status_code, None
             return response
         except errors.BadRequestError as e:
@@ -244,7 +305,18 @@ class Service:
                 "inference failed", extra={"fields": {"event": "inference_failed", "error": str(e)}}
             )
             return _error(500, "inference_failed", str(e))
+        except starlette.requests.ClientDisconnect:
+            # The client went away mid-upload (nginx's 499), or the connection guard closed it
+            # for a body too slow (it answered 408 itself): the client's doing, not a fault.
+            if connections.timed_out(request.scope) == "body":
+                status, reason = 408, "body_timeout"
+            else:
+                status, reason = 499, "client_closed"
+            return starlette.responses.Response(status_code=status)  # nobody is listening
         finally:
+            claim.release()
+            if admitted:
+                self.admission.leave()
             elapsed = self._timer() - started
             self.instruments.inflight.dec()
             self.instruments.answered(status=status, duration_s=elapsed, reason=reason)
@@ -262,23 +334,21 @@ class Service:
                 },
             )
 
-    async def _detect(self, request: starlette.requests.Request, started: float) -> Any:
+    async def _detect(
+        self, request: starlette.requests.Request, started: float, claim: admission.Claim
+    ) -> Any:
         detector, batcher = self._state.detector, self._state.batcher
         if self.phase is not Phase.READY or detector is None or batcher is None:
             raise errors.NotReadyError(f"the server is not ready ({self.phase.value})")
-        if batcher.depth >= self.config.batching.max_queue_size:  # refuse before decoding
-            raise errors.OverloadedError(
-                f"the batching queue is full ({batcher.depth} requests waiting)", retry_after=1.0
-            )
-        parsed = await bodies.parse(request, max_body_bytes=self.config.limits.max_body_bytes)
+        parsed = await bodies.parse(
+            request, max_body_bytes=self.config.limits.max_body_bytes, claim=claim
+        )
         info = detector.info
         t0 = self._timer()
-        prepared = await asyncio.to_thread(
-            preprocessing.prepare,
+        prepared = await self.decoder.prepare(
             parsed.data,
             height=info.input_height,
             width=info.input_width,
-            max_pixels=self.config.limits.max_image_pixels,
             jpeg_draft=self.config.preprocess.jpeg_draft,
         )
         t1 = self._timer()

@@ -21,7 +21,7 @@ import starlette.exceptions
 import starlette.requests
 from starlette.types import Message
 
-from kopilot.serving import errors
+from kopilot.serving import admission, errors
 
 RAW_TYPES = ("image/", "application/octet-stream")
 ACCEPTED = "image/* or application/octet-stream (raw bytes), multipart/form-data (field `image`), application/json (base64)"
@@ -62,19 +62,40 @@ def _invalid(error: pydantic.ValidationError, where: str) -> errors.BadRequestEr
     )
 
 
-async def read_limited(request: starlette.requests.Request, limit: int) -> bytes:
-    """The whole body, refusing (413) one larger than `limit` bytes before reading it all."""
+async def read_limited(
+    request: starlette.requests.Request, limit: int, claim: admission.Claim | None = None
+) -> bytes:
+    """The whole body, refusing (413) one larger than `limit` bytes before reading it all.
+
+    With `claim`, the bytes are reserved on the server's body budget first (a declared
+    `Content-Length` whole, before reading; a chunked body chunk by chunk): when it is spent the
+    request is refused with `OverloadedError` (429). A client that disconnects raises
+    `starlette.requests.ClientDisconnect`.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(int(declared), limit)
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise _too_large(int(declared), limit)
+        _reserve(claim, int(declared))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise _too_large(size, limit)
+        _reserve(claim, size)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _reserve(claim: admission.Claim | None, size: int) -> None:
+    if claim is not None and not claim.reserve(size):
+        budget = claim.budget
+        raise errors.OverloadedError(
+            f"the server is holding {budget.held} bytes of other uploads (its limit is "
+            f"{budget.limit}); this body does not fit now",
+            retry_after=1.0,
+        )
 
 
 def _too_large(size: int, limit: int) -> errors.BadRequestError:
@@ -111,8 +132,14 @@ def _b64(text: str) -> bytes:
         ) from e
 
 
-async def parse(request: starlette.requests.Request, *, max_body_bytes: int) -> ImageRequest:
-    """Turn a detection request into image bytes and options, or raise `BadRequestError`."""
+async def parse(
+    request: starlette.requests.Request,
+    *,
+    max_body_bytes: int,
+    claim: admission.Claim | None = None,
+) -> ImageRequest:
+    """Turn a detection request into image bytes and options, or raise `BadRequestError`
+    (`OverloadedError` when `claim`'s body budget is spent; see `read_limited`)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     query = _query_options(request.query_params)
     if not content_type.startswith(RAW_TYPES) and content_type not in (
@@ -125,7 +152,7 @@ async def parse(request: starlette.requests.Request, *, max_body_bytes: int) -> 
             status=415,
             hint=f"send {ACCEPTED}",
         )
-    body = await read_limited(request, max_body_bytes)
+    body = await read_limited(request, max_body_bytes, claim)
     if content_type == "application/json":
         try:
             parsed = JsonDetectRequest.model_validate_json(body)

@@ -14,6 +14,8 @@ These series are what kopilot's scaler reads for a model service (names are part
 | `kopilot_serving_queue_depth` | gauge | requests waiting for a batch |
 | `kopilot_serving_batch_failures_total` | counter | batches ONNX Runtime failed on |
 | `kopilot_serving_ready` | gauge | 1 once the model is loaded and warmed up |
+| `kopilot_serving_open_connections` | gauge | HTTP connections open now |
+| `kopilot_serving_connection_events_total{event}` | counter | connections closed by the guard: `header_timeout`, `body_timeout`, `evicted`, `refused` |
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import prometheus_client
 _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+LATENCY_BUCKETS = _LATENCY_BUCKETS
+"""Request-duration bucket bounds (the replay exporter publishes the same)."""
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 
@@ -78,6 +82,16 @@ class Instruments:
             "kopilot_serving_ready", "1 once the model is loaded and warmed up.", registry=r
         )
 
+        self.connections = prometheus_client.Gauge(
+            "kopilot_serving_open_connections", "HTTP connections open now.", registry=r
+        )
+        self.connection_events = prometheus_client.Counter(
+            "kopilot_serving_connection_events",
+            "Connections closed by the server's guard (timeouts, evictions, refusals).",
+            ["event"],
+            registry=r,
+        )
+
     def batch_done(self, *, size: int, inference_s: float, queue_s: list[float]) -> None:
         self.batch_size.observe(size)
         self.inference_duration.observe(inference_s)
@@ -90,6 +104,12 @@ class Instruments:
 
     def queue_depth(self, depth: int) -> None:
         self.depth.set(depth)
+
+    def connection_event(self, event: str) -> None:
+        self.connection_events.labels(event=event).inc()
+
+    def open_connections(self, count: int) -> None:
+        self.connections.set(count)
 
     def answered(self, *, status: int, duration_s: float, reason: str | None) -> None:
         """Count one detection request's answer (and its failure reason, if any)."""

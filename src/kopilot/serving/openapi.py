@@ -78,6 +78,7 @@ def schema() -> dict[str, Any]:
                             },
                         },
                         "400": _ERROR,
+                        "408": _ERROR,
                         "413": _ERROR,
                         "415": _ERROR,
                         "429": _ERROR,

@@ -7,6 +7,7 @@ scale and padding so boxes can be mapped back to the original image.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -17,7 +18,7 @@ import numpy.typing as npt
 import PIL
 from PIL import Image, ImageOps
 
-from kopilot.serving import errors
+from kopilot.serving import errors, settings
 
 PAD_VALUE = 114
 # What Pillow's format plugins raise on malformed data (a fuzzed body reaches every one of them).
@@ -63,14 +64,73 @@ class PreparedImage:
     letterbox: Letterbox
 
 
-def decode(data: bytes, *, max_pixels: int, fit: tuple[int, int] | None = None) -> Decoded:
-    """Decode `data` into an upright RGB image, refusing what is not an image, truncated or too
-    large.
+def readable_formats() -> frozenset[str]:
+    """The image formats this Pillow can open (the names `--formats` takes)."""
+    Image.init()
+    return frozenset(Image.OPEN)
 
-    The pixel count is checked from the header, before any pixel is decoded, so a 50-megapixel
-    upload costs no memory. With `fit` = (height, width), a JPEG that will be shrunk at least 2x
-    to fit is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (Pillow's `draft`), never below
-    the size the letterbox needs: several times faster, and a smooth (area-like) downscale.
+
+def _refused_format(data: bytes, allowed: tuple[str, ...]) -> str | None:
+    """The format outside `allowed` whose signature `data` starts with, by Pillow plugins' own
+    cheap `_accept` checks on the first 16 bytes (no plugin parses anything): to name what was
+    refused. None for bytes no plugin claims and for a malformed image of an allowed format."""
+    Image.init()
+    prefix = data[:16]
+    for name, (_factory, accept) in Image.OPEN.items():
+        if name in allowed:
+            continue
+        with contextlib.suppress(*_DECODE_FAULTS):
+            if accept is not None and accept(prefix):
+                return name
+    return None
+
+
+# Bytes Pillow holds per pixel of a mode (its storage is 1, 2 or 4 bytes a pixel).
+def _bytes_per_pixel(mode: str) -> int:
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation from the metadata read with the header; not `getexif()`, which for
+    a PNG decodes the whole image looking for an eXIf chunk after the pixels."""
+    raw = image.info.get("exif")
+    if not isinstance(raw, bytes | bytearray) or not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(bytes(raw))
+    value = exif.get(0x0112, 1)
+    return value if isinstance(value, int) else 1
+
+
+def decode_cost(mode: str, width: int, height: int, *, rotated: bool = False) -> int:
+    """Bytes a decode of `width` x `height` in `mode` allocates: the decoded image, its RGB copy
+    when the mode is not RGB, and the upright copy when EXIF says it is rotated or mirrored."""
+    per_pixel = _bytes_per_pixel(mode) + (0 if mode == "RGB" else 4) + (4 if rotated else 0)
+    return width * height * per_pixel
+
+
+def decode(
+    data: bytes,
+    *,
+    max_pixels: int,
+    fit: tuple[int, int] | None = None,
+    max_side: int = settings.MAX_IMAGE_SIDE,
+    max_decode_bytes: int = settings.MAX_DECODE_BYTES,
+    formats: tuple[str, ...] = settings.IMAGE_FORMATS,
+) -> Decoded:
+    """Decode `data` into an upright RGB image, refusing what is not an image of an allowed
+    format, truncated or too large.
+
+    Only the plugins of `formats` look at the bytes. The size is checked from the header, before
+    any pixel is decoded: the pixel count, the longest side, and what the decoder would allocate
+    (`decode_cost`), so neither a 50-megapixel upload nor a 39,000,000 x 1 one costs memory.
+    With `fit` = (height, width), a JPEG that will be shrunk at least 2x to fit is decoded at
+    1/2, 1/4 or 1/8 scale by libjpeg itself (Pillow's `draft`), never below the size the
+    letterbox needs: several times faster, and a smooth (area-like) downscale.
     """
     if not data:
         raise errors.BadRequestError(
@@ -78,6 +138,7 @@ def decode(data: bytes, *, max_pixels: int, fit: tuple[int, int] | None = None) 
             code="empty_body",
             hint="send a JPEG/PNG/WebP/BMP image as the body, as a multipart field, or base64 JSON",
         )
+    allowed = ", ".join(formats)
     too_large = errors.BadRequestError(
         f"the image is over this server's limit of {max_pixels / 1e6:.1f} megapixels",
         code="image_too_large",
@@ -85,45 +146,68 @@ def decode(data: bytes, *, max_pixels: int, fit: tuple[int, int] | None = None) 
         hint="downscale the image before sending it (the model sees at most its input size)",
     )
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=list(formats))
     except Image.DecompressionBombError as e:
         raise too_large from e
     except PIL.UnidentifiedImageError as e:
+        refused = _refused_format(data, formats)
+        if refused is not None:
+            raise errors.BadRequestError(
+                f"{refused} images are not accepted; this server reads {allowed}",
+                code="unsupported_format",
+                status=415,
+                hint=f"convert the image to one of {allowed}",
+            ) from e
         raise errors.BadRequestError(
-            f"the body is not an image Pillow can read ({len(data)} bytes)",
+            f"the body is not an image this server reads ({len(data)} bytes; it reads {allowed})",
             code="not_an_image",
-            hint="send a JPEG, PNG, WebP, BMP, GIF or TIFF image",
+            hint=f"send a {allowed} image",
         ) from e
     except _DECODE_FAULTS as e:
         raise errors.BadRequestError(
             f"the image header is malformed: {e}",
             code="not_an_image",
-            hint="send a valid JPEG, PNG, WebP, BMP, GIF or TIFF image",
+            hint=f"send a valid {allowed} image",
         ) from e
     width, height = image.size
+
+    def refuse(why: str) -> errors.BadRequestError:
+        return errors.BadRequestError(
+            f"the image is {width}x{height}: {why}",
+            code=too_large.code,
+            status=too_large.status,
+            hint=too_large.hint,
+        )
+
     if width <= 0 or height <= 0:
         raise errors.BadRequestError(
             f"the image has no pixels ({width}x{height})", code="empty_image"
         )
     if width * height > max_pixels:
-        raise errors.BadRequestError(
-            f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, over this "
-            f"server's limit of {max_pixels / 1e6:.1f} megapixels",
-            code=too_large.code,
-            status=too_large.status,
-            hint=too_large.hint,
+        raise refuse(
+            f"{width * height / 1e6:.1f} megapixels, over this server's limit of "
+            f"{max_pixels / 1e6:.1f} megapixels"
         )
+    if max(width, height) > max_side:
+        raise refuse(f"a side over this server's limit of {max_side} pixels")
     try:
-        orientation = image.getexif().get(0x0112, 1)
+        orientation = _orientation(image)
         sideways = orientation in (5, 6, 7, 8)
         up_w, up_h = (height, width) if sideways else (width, height)
         if fit is not None and image.format == "JPEG":
             scale = min(fit[0] / up_h, fit[1] / up_w)
             if scale <= 0.5:
                 image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        cost = decode_cost(image.mode, *image.size, rotated=orientation in range(2, 9))
+        if cost > max_decode_bytes:
+            raise refuse(
+                f"decoding it ({image.mode}) would take {cost / 2**20:.0f} MiB, over this "
+                f"server's limit of {max_decode_bytes / 2**20:.0f} MiB per image"
+            )
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        return Decoded(image=upright.convert("RGB"), width=up_w, height=up_h)
+        upright = ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
+        rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
+        return Decoded(image=rgb, width=up_w, height=up_h)
     except Image.DecompressionBombError as e:
         raise too_large from e
     except _DECODE_FAULTS as e:
@@ -157,8 +241,24 @@ def letterbox(decoded: Decoded, *, height: int, width: int) -> PreparedImage:
 
 
 def prepare(
-    data: bytes, *, height: int, width: int, max_pixels: int, jpeg_draft: bool = False
+    data: bytes,
+    *,
+    height: int,
+    width: int,
+    max_pixels: int,
+    jpeg_draft: bool = False,
+    max_side: int = settings.MAX_IMAGE_SIDE,
+    max_decode_bytes: int = settings.MAX_DECODE_BYTES,
+    formats: tuple[str, ...] = settings.IMAGE_FORMATS,
 ) -> PreparedImage:
     """Decode and letterbox in one step (what a request handler runs off the event loop)."""
     fit = (height, width) if jpeg_draft else None
-    return letterbox(decode(data, max_pixels=max_pixels, fit=fit), height=height, width=width)
+    decoded = decode(
+        data,
+        max_pixels=max_pixels,
+        fit=fit,
+        max_side=max_side,
+        max_decode_bytes=max_decode_bytes,
+        formats=formats,
+    )
+    return letterbox(decoded, height=height, width=width)

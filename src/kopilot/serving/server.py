@@ -2,7 +2,9 @@
 
 On SIGTERM uvicorn stops accepting connections, lets in-flight requests finish (up to
 `graceful_timeout_s`), then runs the app's shutdown, which serves whatever is still queued.
-A model that cannot be served stops the server with `ModelError`.
+A model that cannot be served stops the server with `ModelError`. Connections go through
+`connections.GuardedProtocol` (header and body read timeouts, an evicting connection cap)
+instead of uvicorn's `limit_concurrency`, which answered probes 503 behind idle sockets.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import socket
 
 import uvicorn
 
-from kopilot.serving import api, detectors, errors, logs, settings
+from kopilot.serving import api, connections, detectors, errors, logs, settings
 
 
 class Server:
@@ -21,7 +23,6 @@ class Server:
         self,
         config: settings.ServeSettings,
         *,
-        limit_concurrency: int | None = None,
         sock: socket.socket | None = None,
         loader: api.Loader = detectors.load,
     ) -> None:
@@ -39,7 +40,10 @@ class Server:
                 log_level=config.log_level,
                 access_log=False,
                 timeout_graceful_shutdown=int(config.graceful_timeout_s) or None,
-                limit_concurrency=limit_concurrency,
+                http=connections.protocol(
+                    config.connections, self.service.instruments, self.service.fast_paths()
+                ),
+                timeout_keep_alive=config.connections.keep_alive_s,
                 lifespan="on",
                 server_header=False,
             )

@@ -40,12 +40,48 @@ class BatchingSettings:
     max_queue_size: int = 64
 
 
+# What a detector needs; every other Pillow format (EPS, PSD, TIFF, ICNS, ...) is refused before
+# its plugin looks at the bytes.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+# Longest side in pixels, checked from the header (a 39,000,000 x 1 PNG has few pixels but a
+# 156 MB row); 16,383 is WebP's own limit.
+MAX_IMAGE_SIDE = 16_384
+# What one decode may allocate (Pillow's bytes per pixel for the mode, plus the RGB copy),
+# checked from the header (after libjpeg's draft scaling) before any pixel is decoded.
+MAX_DECODE_BYTES = 256 * 1024 * 1024
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LimitSettings:
-    """Limits on what a request may carry."""
+    """Limits on what a request may carry and what the server holds for all requests at once.
+
+    Worst case memory beyond the model: `max_inflight_body_bytes` of bodies being read plus
+    `decode_threads` x `max_decode_bytes` of pixels being decoded (docs/serving.md).
+    """
 
     max_body_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_image_side: int = MAX_IMAGE_SIDE
+    max_decode_bytes: int = MAX_DECODE_BYTES
+    image_formats: tuple[str, ...] = IMAGE_FORMATS
+    # Body bytes held by all requests still being read; over it a request gets 429 at once.
+    max_inflight_body_bytes: int = 256 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionSettings:
+    """What one slow or idle client may hold (enforced by `connections.GuardedProtocol`)."""
+
+    # A request's line and headers must arrive within this many seconds of its first byte (or
+    # of the connection's opening); otherwise 408 and the connection closes.
+    header_timeout_s: float = 10.0
+    # Its body must arrive within this many seconds of its headers; otherwise 408 and close.
+    body_timeout_s: float = 30.0
+    # Idle keep-alive connections close after this many seconds.
+    keep_alive_s: int = 5
+    # Open connections; one more evicts the oldest connection that has not sent a request's
+    # headers (idle or slow), so a probe's fresh connection always gets in.
+    max_connections: int = 512
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +91,9 @@ class PreprocessSettings:
     # Let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale when the letterbox shrinks it at
     # least that much (several times faster; pixels differ slightly from a full-size decode).
     jpeg_draft: bool = True
+    # Threads that decode images (their own pool, not asyncio's default one sized from the
+    # host's CPUs): at most this many decodes hold pixels at once.
+    decode_threads: int = 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +105,7 @@ class ServeSettings:
     preprocess: PreprocessSettings = PreprocessSettings()
     batching: BatchingSettings = BatchingSettings()
     limits: LimitSettings = LimitSettings()
+    connections: ConnectionSettings = ConnectionSettings()
     host: str = "127.0.0.1"
     port: int = 8080
     # Seconds uvicorn waits for in-flight requests on SIGTERM before closing connections.

@@ -22,7 +22,10 @@ def rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, s
         raise TraceError(f"{path}: cannot open the trace ({e.strerror})") from e
     with handle:
         reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise TraceError(f"{path}: not a UTF-8 CSV file ({e})") from e
         missing = [c for c in required if c not in header]
         if missing:
             raise TraceError(

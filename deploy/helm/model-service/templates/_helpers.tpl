@@ -22,3 +22,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: model-service
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
+
+{{- define "model-service.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "model-service.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
