@@ -9,7 +9,10 @@ probes answer without a token.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,7 @@ import yaml
 from kubernetes import client as k8s_client
 
 from kopilot.kits import clocks
-from kopilot.kube import apis, approving, failures, scraping
+from kopilot.kube import apis, approving, controlplane, failures, scraping
 from kopilot.metrics import exporter
 from tests.kube import live
 from tests.kube.test_helm_chart import CHART, KUBE_VERSION
@@ -178,3 +181,38 @@ def test_the_probes_need_no_token(
     assert _get(f"{url}/healthz").status_code == 200
     assert _get(f"{url}/readyz").status_code == 200
     assert guard.reviews == 0
+
+
+def test_kopilot_run_metrics_auth_binds_loopback_and_asks_the_api_server(
+    scrapers: tuple[apis.Api, str, dict[str, str]],
+    control_plane: controlplane.ControlPlane,
+    tmp_path: Path,
+) -> None:
+    _, ns, tokens = scrapers
+    argv = [sys.executable, "-m", "kopilot.cli", "run", "--metrics-auth", "--metrics-port", "0"]
+    argv += ["--kubeconfig", str(control_plane.kubeconfig), "--no-leader-elect"]
+    argv += ["--interval", "5", "--namespace", ns, "--audit-log", str(tmp_path / "audit.jsonl")]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "KUBERNETES_SERVICE_HOST": ""},
+    )
+    try:
+        assert proc.stdout is not None
+        line = next((x for x in proc.stdout if x.startswith("metrics: ")), "")
+        assert "(bearer token + RBAC)" in line, line
+        url = line.split()[1].removesuffix("/metrics")
+        assert url.startswith("http://127.0.0.1:")  # no --metrics-host: loopback
+        assert _get(f"{url}/healthz").status_code == 200
+        assert _get(f"{url}/metrics").status_code == 401
+        assert _get(f"{url}/metrics", tokens["bystander"]).status_code == 403
+        allowed = _get(f"{url}/metrics", tokens["prometheus"])
+        assert allowed.status_code == 200 and "kopilot_leader" in allowed.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
