@@ -3,8 +3,8 @@
 kube-linter (golang.stackrox.io/kube-linter) is not installable here (the Go module proxy answers
 403 for it), so its default checks that apply to these charts are written out below under kube-linter's
 own names, plus Kubescape's controls for what kube-linter does not look at (seccomp, service-account
-tokens, network policies) under their control ids, and two checks from issue #17 (`workload-write`,
-`node-write-when-namespaced`). Each check is a function from the rendered objects to findings
+tokens, network policies) under their control ids, and three checks from issue #17 (`workload-write`,
+`node-write-when-namespaced`, `metrics-without-auth`). Each check is a function from the rendered objects to findings
 (data); deploy/helm/policy-exceptions.yaml lists the accepted ones, each with its reason.
 """
 
@@ -436,3 +436,27 @@ def _node_write(docs: list[Doc]) -> Iterator[Finding]:
         writes = {"patch", "update", "*"} & set(rule["verbs"])
         if bound and writes and "nodes" in (rule.get("resources") or []):
             yield Finding(check="node-write-when-namespaced", object=ref(role), detail=str(rule))
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@check("metrics-without-auth")
+def _metrics_without_auth(docs: list[Doc]) -> Iterator[Finding]:
+    """`kopilot run` serving /metrics beyond loopback without `--metrics-auth` (the last of
+    `--metrics-auth`/`--no-metrics-auth` wins): anyone who reaches the port reads the metrics."""
+    for w in workloads(docs):
+        for _, c in containers(w):
+            args = [str(a) for a in c.get("args") or []]
+            if not args or args[0] != "run":
+                continue
+            flags = dict(a.removeprefix("--").split("=", 1) for a in args if "=" in a)
+            switches = [a for a in args if a in ("--metrics-auth", "--no-metrics-auth")]
+            served = flags.get("metrics-port", "9102") != "-1"
+            exposed = flags.get("metrics-host", "127.0.0.1") not in LOOPBACK
+            if served and exposed and switches[-1:] != ["--metrics-auth"]:
+                yield Finding(
+                    check="metrics-without-auth",
+                    object=ref(w),
+                    detail=f"--metrics-host={flags.get('metrics-host')} without --metrics-auth",
+                )

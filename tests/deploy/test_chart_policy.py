@@ -27,6 +27,7 @@ VARIANTS: list[tuple[str, str, list[str]]] = [
     ("kopilot", "namespaced", ["namespaces={ml,vision}"]),
     ("kopilot", "annotated", ["rbac.annotateWorkloads=true", "rbac.allowBind=true"]),
     ("kopilot", "shared-log", ["replicaCount=2", "auditLog.existingClaim=kopilot-audit"]),
+    ("kopilot", "open-metrics", ["metrics.auth=false"]),
     ("model-service", "default", []),
     ("model-service", "cpu-only", ["gpu.count=0"]),
     (
@@ -221,6 +222,13 @@ BREAKS: list[tuple[str, Edit]] = [
         lambda d: (
             rules(d).append({"resources": ["nodes"], "verbs": ["patch"]}),
             container(d).update(args=["run", "--namespace=ml"]),
+        ),
+    ),
+    ("metrics-without-auth", lambda d: container(d).update(args=["run", "--metrics-host=::"])),
+    (
+        "metrics-without-auth",
+        lambda d: container(d).update(
+            args=["run", "--metrics-host=0.0.0.0", "--metrics-auth", "--no-metrics-auth"]
         ),
     ),
 ]

@@ -66,9 +66,29 @@ def verbs(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
         (r, v)
         for role in by_kind(docs, "ClusterRole")
         for rule in role["rules"]
-        for r in rule["resources"]
+        for r in rule.get("resources") or rule.get("nonResourceURLs") or []
         for v in rule["verbs"]
     }
+
+
+def test_metrics_are_served_on_the_pod_address_behind_auth_by_default(helm: Path) -> None:
+    def args(*values: str) -> list[str]:
+        (deployment,) = by_kind(render(helm, "ns", *values), "Deployment")
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    default = args()
+    assert "--metrics-host=0.0.0.0" in default  # kopilot run alone binds loopback
+    assert "--metrics-auth" in default
+    opened = args("metrics.auth=false")
+    assert "--no-metrics-auth" in opened and "--metrics-auth" not in opened
+    readers = [
+        r
+        for r in by_kind(render(helm, "ns"), "ClusterRole")
+        if r["metadata"]["name"] == f"{RELEASE}-metrics-reader"
+    ]
+    assert [r["rules"] for r in readers] == [[{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]]
+    bound = {b["roleRef"]["name"] for b in by_kind(render(helm, "ns"), "ClusterRoleBinding")}
+    assert f"{RELEASE}-metrics-reader" not in bound  # users bind it to their Prometheus
 
 
 def test_rbac_switches_remove_their_rules(helm: Path) -> None:

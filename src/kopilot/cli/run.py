@@ -132,7 +132,17 @@ def run(
         help="Port for /metrics, /healthz, /readyz (-1: off, 0: any).",
     ),
     metrics_host: str = typer.Option(
-        "0.0.0.0", "--metrics-host", help="Address the metrics server binds."
+        "127.0.0.1",
+        "--metrics-host",
+        help="Address the metrics server binds (loopback by default; 0.0.0.0 in a pod, which "
+        "the Helm chart sets).",
+    ),
+    metrics_auth: bool = typer.Option(
+        False,
+        "--metrics-auth/--no-metrics-auth",
+        help="/metrics only to a bearer token the API server accepts (TokenReview) whose user "
+        "may get the non-resource URL /metrics (SubjectAccessReview): 401/403 otherwise. "
+        "/healthz and /readyz stay open.",
     ),
     leader_elect: bool = typer.Option(
         True,
@@ -196,7 +206,7 @@ def run(
     from kopilot.governance import approvals, audit, families, governor, policyfile
     from kopilot.health import monitors, readiness
     from kopilot.kits import clocks, randomness
-    from kopilot.kube import apis, leases, running, worlds
+    from kopilot.kube import apis, leases, running, scraping, worlds
     from kopilot.loop import cycles
     from kopilot.metrics import exporter as exporter_
     from kopilot.metrics import prometheus, signals
@@ -255,10 +265,18 @@ def run(
     metrics_server = None
     if metrics_port >= 0:
         try:
-            metrics_server = exporter.serve(metrics_host, metrics_port)
+            gate = (
+                scraping.guard_for(
+                    api_client, clock=clock, rng=randomness.rng(os.getpid(), "metrics-auth")
+                )
+                if metrics_auth
+                else None
+            )
+            metrics_server = exporter.serve(metrics_host, metrics_port, gate=gate)
         except OSError as e:
             raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {e}") from e
-        console.print(f"metrics: {metrics_server.url}/metrics  health: /healthz /readyz")
+        guarded = " (bearer token + RBAC)" if metrics_auth else ""
+        console.print(f"metrics: {metrics_server.url}/metrics{guarded}  health: /healthz /readyz")
 
     elector: leases.LeaseElector | None = None
     world = worlds.KubeWorld.connect(

@@ -59,12 +59,18 @@ class ResourceAttributes(TypedDict):
     namespace: NotRequired[str]
 
 
+class NonResourceAttributes(TypedDict):
+    path: str
+    verb: str
+
+
 class SubjectAccessReviewSpec(TypedDict):
     user: str
     uid: NotRequired[str]
     groups: NotRequired[list[str]]
     extra: NotRequired[dict[str, list[str]]]
-    resourceAttributes: ResourceAttributes
+    resourceAttributes: NotRequired[ResourceAttributes]
+    nonResourceAttributes: NotRequired[NonResourceAttributes]
 
 
 class SubjectAccessReviewStatus(TypedDict):
@@ -93,19 +99,14 @@ class Check:
         return self.approver is not None
 
 
-def check(
-    api: apis.Api,
-    token: str,
-    request: approvals.Request,
-    *,
-    note: str = "",
-    audiences: tuple[str, ...] = (AUDIENCE,),
-) -> Check:
-    """May the holder of `token` answer `request`? Faults talking to the API server (kopilot not
-    allowed to create the reviews, an unreachable server) raise `KubeError`s."""
+def authenticate(
+    api: apis.Api, token: str, *, audiences: tuple[str, ...] = (AUDIENCE,)
+) -> tuple[UserInfo | None, str]:
+    """Whose is `token`, by a TokenReview (empty `audiences`: the API server's own): the user, or
+    None and why not. Faults talking to the API server raise `KubeError`s."""
     token = token.strip()
     if not token:
-        return Check(approver=None, reason="the token is empty")
+        return None, "the token is empty"
     review: TokenReview = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenReview",
@@ -120,23 +121,24 @@ def check(
     wanted = f" for the audience {', '.join(audiences)}" if audiences else ""
     if not status.get("authenticated") or user is None or not user.get("username"):
         why = status.get("error") or "the API server does not accept it"
-        return Check(approver=None, reason=f"the token is not valid{wanted}: {why}")
+        return None, f"the token is not valid{wanted}: {why}"
     if audiences and not set(audiences) & set(status.get("audiences") or ()):
         # The API contract: an authenticator that is not audience-aware answers with no
         # audiences, and then the token is only valid for the API server itself.
-        return Check(
-            approver=None,
-            reason=f"the token is not valid{wanted}: the API server vouches for no audience of it",
-        )
-    attributes: ResourceAttributes = {
-        "group": GROUP,
-        "resource": RESOURCE,
-        "verb": VERB,
-        "name": request.id,
-    }
-    if request.namespace:
-        attributes["namespace"] = request.namespace
-    spec: SubjectAccessReviewSpec = {"user": user["username"], "resourceAttributes": attributes}
+        return None, f"the token is not valid{wanted}: the API server vouches for no audience of it"
+    return user, user["username"]
+
+
+def authorize(
+    api: apis.Api, user: UserInfo, attributes: ResourceAttributes | NonResourceAttributes
+) -> tuple[bool, str]:
+    """May `user` do what `attributes` say, by a SubjectAccessReview: the answer and RBAC's reason
+    (or the evaluation error). Faults talking to the API server raise `KubeError`s."""
+    spec: SubjectAccessReviewSpec = {"user": user["username"]}
+    if "path" in attributes:
+        spec["nonResourceAttributes"] = cast(NonResourceAttributes, attributes)
+    else:
+        spec["resourceAttributes"] = attributes
     for key in ("uid", "groups", "extra"):
         if key in user:
             spec[key] = user[key]
@@ -150,9 +152,37 @@ def check(
         api.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", access, "review an access"),
     )
     allowed = verdict.get("status") or {"allowed": False}
-    where = f" in namespace {request.namespace}" if request.namespace else " (cluster-wide)"
     if not allowed.get("allowed") or allowed.get("denied"):
-        why = allowed.get("reason") or allowed.get("evaluationError") or "no RBAC rule allows it"
+        return False, allowed.get("reason") or allowed.get("evaluationError") or (
+            "no RBAC rule allows it"
+        )
+    return True, allowed.get("reason") or ""
+
+
+def check(
+    api: apis.Api,
+    token: str,
+    request: approvals.Request,
+    *,
+    note: str = "",
+    audiences: tuple[str, ...] = (AUDIENCE,),
+) -> Check:
+    """May the holder of `token` answer `request`? Faults talking to the API server (kopilot not
+    allowed to create the reviews, an unreachable server) raise `KubeError`s."""
+    user, why = authenticate(api, token, audiences=audiences)
+    if user is None:
+        return Check(approver=None, reason=why)
+    attributes: ResourceAttributes = {
+        "group": GROUP,
+        "resource": RESOURCE,
+        "verb": VERB,
+        "name": request.id,
+    }
+    if request.namespace:
+        attributes["namespace"] = request.namespace
+    allowed, why = authorize(api, user, attributes)
+    where = f" in namespace {request.namespace}" if request.namespace else " (cluster-wide)"
+    if not allowed:
         return Check(
             approver=None,
             reason=f"{user['username']} may not {VERB} {RESOURCE}.{GROUP}{where}: {why}",

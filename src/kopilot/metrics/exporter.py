@@ -7,7 +7,11 @@
 | `/readyz` | 200 once the loop is ready (its caches synced), else 503 |
 
 Every metric lives in the exporter's own registry (no global state); the server is a small
-threaded HTTP server that keeps serving whatever a client sends.
+threaded HTTP server that keeps serving whatever a client sends. With a `gate`
+(`kits.access.Gate`; `kopilot run --metrics-auth` passes `kube.scraping.MetricsGuard`) a request
+to /metrics must pass it: 401 without or with a bad bearer token, 403 without the RBAC grant, 500
+when the API server could not authorize it. /healthz and /readyz stay open: the kubelet probes them
+without a token, and they say nothing but up or not.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import prometheus_client
 
-from kopilot.kits import clocks
+from kopilot.kits import access, clocks
 
 OUTCOMES = ("approved", "dry-run", "refused", "pending-approval", "failed")
 
@@ -114,16 +118,19 @@ class Exporter:
         return bytes(prometheus_client.generate_latest(self.registry))
 
     # -- serving ----------------------------------------------------------------------------
-    def serve(self, host: str, port: int) -> MetricsServer:
-        """Serve /metrics, /healthz and /readyz on host:port (port 0: any free port)."""
-        return MetricsServer(self, host, port)
+    def serve(self, host: str, port: int, *, gate: access.Gate | None = None) -> MetricsServer:
+        """Serve /metrics, /healthz and /readyz on host:port (port 0: any free port); /metrics
+        only to requests `gate` allows, when there is one."""
+        return MetricsServer(self, host, port, gate=gate)
 
 
 class MetricsServer:
     """A threaded HTTP server for one Exporter; `close()` stops it."""
 
-    def __init__(self, exporter: Exporter, host: str, port: int) -> None:
-        handler = _handler_for(exporter)
+    def __init__(
+        self, exporter: Exporter, host: str, port: int, *, gate: access.Gate | None = None
+    ) -> None:
+        handler = _handler_for(exporter, gate)
         self._httpd = server.ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
@@ -143,11 +150,18 @@ class MetricsServer:
         self._thread.join(5)
 
 
-def _handler_for(exporter: Exporter) -> type[server.BaseHTTPRequestHandler]:
+def _handler_for(
+    exporter: Exporter, gate: access.Gate | None
+) -> type[server.BaseHTTPRequestHandler]:
     class Handler(server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
+                if gate is not None:
+                    answer = gate(self.headers.get("Authorization"))
+                    if answer.verdict != "allowed":
+                        self._refuse(answer)
+                        return
                 self._send(200, exporter.render(), prometheus_client.CONTENT_TYPE_LATEST)
             elif path in ("/healthz", "/livez"):
                 ok, why = exporter.healthy()
@@ -158,8 +172,16 @@ def _handler_for(exporter: Exporter) -> type[server.BaseHTTPRequestHandler]:
             else:
                 self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
+        def _refuse(self, answer: access.Access) -> None:
+            extra = {"WWW-Authenticate": 'Bearer realm="kopilot"'} if answer.status == 401 else {}
+            self._send(answer.status, f"{answer.reason}\n".encode(), "text/plain", extra)
+
+        def _send(
+            self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+        ) -> None:
             self.send_response(code)
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
