@@ -182,7 +182,8 @@ def wide_png(url: str, _log: pathlib.Path, quick: bool) -> tuple[dict[str, int],
     for _ in range(rounds):
         with abuse.threads([post] * 4):
             pass
-    return dict(statuses), f"{len(data) / 1000:.0f} KB each, 4 at once, {rounds} rounds"
+    plural = "s" * (rounds != 1)
+    return dict(statuses), f"{len(data) / 1000:.0f} KB each, 4 at once, {rounds} round{plural}"
 
 
 def idle_connections(url: str, _log: pathlib.Path, quick: bool) -> tuple[dict[str, int], str]:
