@@ -1,15 +1,18 @@
-"""Shared pieces of the abuse benchmarks (bench/abuse_serve.py; bench/abuse_extender.py and
-bench/abuse_scaler.py may use the same interface): a server child process on 127.0.0.1, its peak
-RSS sampled from /proc, probes polled with the kubelet's timeout, and one printed block per
-scenario.
+"""Shared pieces of the abuse benchmarks (bench/abuse_serve.py, bench/abuse_extender.py,
+bench/abuse_scaler.py): a server child process on 127.0.0.1, its peak RSS sampled from /proc
+(every 20 ms), probes polled with the kubelet's 1 s timeout, and the printed result per scenario
+(a block with `render`, or a table row with `table_header` / `table_row`).
 
     with abuse.Watch(pid, {"/healthz": abuse.http_probe(url + "/healthz")}) as watch:
         ...  # run the scenario (bounded in count and time)
-    print(abuse.render(abuse.Outcome(name="burst", watch=watch.result(), abusive=..., good=...)))
+    print(abuse.render(abuse.Outcome(name="burst", watch=watch.result(), abusive=..., good=...,
+                                     memory_limit=abuse.MODEL_SERVICE_MEMORY_LIMIT)))
 
 A probe is any callable taking a timeout in seconds and returning a status (an int, e.g. the HTTP
-status or a gRPC health code mapped to 200) or None when it got no answer in time; `http_probe`
-and `tcp_probe` are provided. Nothing here talks to anything but 127.0.0.1.
+status or a gRPC health code mapped to 200) or None when it got no answer in time (a probe that
+raises counts as None); `http_probe` and `tcp_probe` are provided. The memory limit a server's
+peak is held to is a parameter: each bench passes its server's. Nothing here talks to anything
+but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ import httpx
 
 Probe = Callable[[float], int | None]
 KUBELET_TIMEOUT_S = 1.0
-CHART_MEMORY_LIMIT = 2 * 1024**3  # deploy/helm/model-service: resources.limits.memory 2Gi
+MODEL_SERVICE_MEMORY_LIMIT = 2 * 1024**3  # deploy/helm/model-service: resources.limits.memory
+CONTROLLER_MEMORY_LIMIT = 1 * 1024**3  # deploy/helm/kopilot (the controller): the same
+# The extender runs in the kopilot-controller image from deploy/kube-scheduler/kopilot-scheduler.yaml
+# (a plain manifest with a 512Mi request and no limit) and no manifest deploys the scaler: neither
+# has a chart limit, so their benches hold them to the controller chart's.
 
 
 def free_port() -> int:
@@ -46,6 +53,11 @@ def loopback(url: str) -> str:
     if host != "127.0.0.1":
         raise SystemExit(f"{url}: the abuse benchmarks only talk to 127.0.0.1")
     return url
+
+
+def scaled(count: int, quick: bool) -> int:
+    """`count`, or a tenth of it (at least 1) for a bench's --quick run."""
+    return max(1, count // 10) if quick else count
 
 
 def rss_bytes(pid: int) -> int:
@@ -175,10 +187,10 @@ class Watch:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._ended = time.monotonic()  # the with block's duration, not the joins'
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
-        self._ended = time.monotonic()
         self._after = rss_bytes(self._pid)
         self._cpu = cpu_seconds(self._pid) - self._cpu
 
@@ -191,7 +203,10 @@ class Watch:
         probe = self._probes[name]
         while not self._stop.is_set():
             started = time.monotonic()
-            status = probe(self._timeout)
+            try:
+                status = probe(self._timeout)
+            except Exception:  # a refused or failed probe is a missed one
+                status = None
             elapsed = time.monotonic() - started
             self._records[name].append((status, elapsed, started - self._started))
             self._stop.wait(max(0.0, self._probe_every - elapsed))
@@ -231,13 +246,14 @@ class Outcome:
     watch: WatchResult
     abusive: dict[str, int]  # status (or "closed", "timeout", ...) -> count
     good: dict[str, int]
+    memory_limit: int  # the server's chart limit, in bytes
     note: str = ""
 
-    def verdict(self, memory_limit: int = CHART_MEMORY_LIMIT) -> list[str]:
+    def verdict(self) -> list[str]:
         """What missed the goal: peak under the limit, probes always answered, no 5xx."""
         missed = []
-        if self.watch.rss_peak >= memory_limit:
-            missed.append(f"peak RSS over {memory_limit / 2**30:.0f} GiB")
+        if self.watch.rss_peak >= self.memory_limit:
+            missed.append(f"peak RSS over {_gib(self.memory_limit)} GiB")
         missed += [f"{p} missed" for p, r in self.watch.probes.items() if not r.held]
         fives = sum(n for s, n in self.abusive.items() if s.startswith("5")) + sum(
             n for s, n in self.good.items() if s.startswith("5")
@@ -245,6 +261,10 @@ class Outcome:
         if fives:
             missed.append(f"{fives} 5xx")
         return missed
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.0f}"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -271,6 +291,33 @@ def render(outcome: Outcome) -> str:
     missed = outcome.verdict()
     lines.append("  goal: " + ("met" if not missed else "NOT met (" + "; ".join(missed) + ")"))
     return "\n".join(lines)
+
+
+def table_header(memory_limit: int) -> str:
+    """The header of `table_row`'s table."""
+    return (
+        f"{'scenario':<28} {'secs':>6} {'peakMiB':>8} {'<' + _gib(memory_limit) + 'Gi':>5} "
+        f"{'probe<1s':>10} {'maxms':>7}  client status codes"
+    )
+
+
+def table_row(
+    name: str, w: WatchResult, codes: dict[str, int], *, memory_limit: int, alive: bool = True
+) -> str:
+    """One scenario as a row: its duration, peak RSS (and whether it stayed under
+    `memory_limit`), whether every probe answered 200 within the kubelet's timeout, the slowest
+    probe, and the status codes the scenario's clients got."""
+    polls = sum(r.polls for r in w.probes.values())
+    missed = polls - sum(r.answered for r in w.probes.values())
+    worst = max((r.worst_s for r in w.probes.values()), default=0.0)
+    probe = "yes" if missed == 0 else f"NO ({missed}/{polls} missed)"
+    peak = w.rss_peak / 2**20
+    shown = " ".join(f"{k}:{v}" for k, v in sorted(codes.items())) or "-"
+    return (
+        f"{name:<28} {w.seconds:6.1f} {peak:8.0f} "
+        f"{'ok' if w.rss_peak < memory_limit else 'OVER':>5} "
+        f"{probe:>10} {worst * 1000:7.0f}  {shown}" + ("" if alive else "  SERVER DIED")
+    )
 
 
 class ChildServer:
@@ -308,18 +355,31 @@ class ChildServer:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def wait_http(self, url: str, *, timeout_s: float = 120.0) -> None:
         """Until `url` answers 200 (or the child exits, or `timeout_s` passes)."""
         loopback(url)
+
+        def get(timeout: float) -> int | None:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(url, timeout=timeout).status_code
+            return None
+
+        self.wait_until(get, what=url, timeout_s=timeout_s)
+
+    def wait_until(self, probe: Probe, *, what: str, timeout_s: float = 120.0) -> None:
+        """Until `probe` answers 200 (or the child exits, or `timeout_s` passes)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise SystemExit(f"{self.command[:4]} exited: see {self.log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
+            if probe(2.0) == 200:
+                return
             time.sleep(0.2)
-        raise SystemExit(f"{url} not answering after {timeout_s:g} s: see {self.log}")
+        raise SystemExit(f"{what} not answering after {timeout_s:g} s: see {self.log}")
 
 
 def python_command(*args: str) -> list[str]:

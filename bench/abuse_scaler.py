@@ -1,23 +1,23 @@
 """Abuse benchmark of `kopilot scaler` (issue #17): each abuse scenario against the KEDA
 external scaler as a separate process on 127.0.0.1, bounded in count and time. Prints per
-scenario the server's peak RSS (goal: under the chart's 1 GiB limit), whether the standard
-gRPC health check (grpc.health.v1.Health/Check) answered SERVING within 1 s throughout (polled
+scenario the server's peak RSS (goal: under the controller chart's 1 GiB limit, bench/abuse.py
+says why that one), whether the standard gRPC health check (grpc.health.v1.Health/Check) answered SERVING within 1 s throughout (polled
 every 100 ms), the slowest probe, and the status codes the clients got (goal: no UNKNOWN or
 INTERNAL for a client's fault).
 
     python bench/abuse_scaler.py                   # every scenario, ~1 min
     python bench/abuse_scaler.py --only streams,flood
+    python bench/abuse_scaler.py --quick           # every scenario with a tenth of the counts
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,8 @@ from typing import Any
 import grpc
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.abuse_watch import HEADER, Watch
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import abuse  # bench/abuse.py: the child server, RSS sampling, probe polling, the table row
 from kopilot.scaling.keda import externalscaler_pb2 as pb
 from kopilot.scaling.keda import externalscaler_pb2_grpc as pb_grpc
 from kopilot.scaling.keda import health_pb2, health_pb2_grpc
@@ -35,10 +34,8 @@ from kopilot.scaling.keda import health_pb2, health_pb2_grpc
 TIME_LIMIT_S = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def scaler_stub(ch: grpc.Channel) -> pb_grpc.ExternalScalerStub:
+    return pb_grpc.ExternalScalerStub(ch)  # type: ignore[no-untyped-call]  # generated code
 
 
 def ref(name: str = "svc", namespace: str = "ns", **meta: str) -> pb.ScaledObjectRef:
@@ -74,55 +71,58 @@ def metrics(stub: pb_grpc.ExternalScalerStub, r: pb.ScaledObjectRef) -> str:
 # ---- scenarios -----------------------------------------------------------------------------
 
 
-def streams(ch: grpc.Channel, w: Watch) -> str:
+def streams(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
     """500 StreamIsActive streams held open (KEDA's external-push holds one per ScaledObject)
     while GetMetrics and IsActive are called; then past the limit of 1,000."""
-    stub = pb_grpc.ExternalScalerStub(ch)
-    held = [stub.StreamIsActive(ref(f"push{i}"), timeout=120) for i in range(500)]
+    stub = scaler_stub(ch)
+    opened = abuse.scaled(500, quick)
+    held = [stub.StreamIsActive(ref(f"push{i}"), timeout=120) for i in range(opened)]
     answered = sum(next(s).result for s in held[:50])
     lat = []
-    for i in range(50):
+    for i in range(abuse.scaled(50, quick)):
         started = time.perf_counter()
-        w.codes[metrics(stub, ref())] += 1
-        w.codes[code_of(stub.IsActive, ref(f"u{i}"))] += 1
+        codes[metrics(stub, ref())] += 1
+        codes[code_of(stub.IsActive, ref(f"u{i}"))] += 1
         lat.append(time.perf_counter() - started)
-    more = [stub.StreamIsActive(ref(f"more{i}"), timeout=120) for i in range(520)]
+    more = [
+        stub.StreamIsActive(ref(f"more{i}"), timeout=120) for i in range(abuse.scaled(520, quick))
+    ]
     for s in more[-40:]:
-        w.codes[f"stream:{first(s)}"] += 1
+        codes[f"stream:{first(s)}"] += 1
     for s in held + more:
         s.cancel()
     return (
-        f"{answered}/50 streams answered; GetMetrics+IsActive with 500 open: "
+        f"{answered}/{len(held[:50])} streams answered; GetMetrics+IsActive with {opened} open: "
         f"p50 {np.median(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms"
     )
 
 
-def path_escape(ch: grpc.Channel, w: Watch) -> str:
-    stub = pb_grpc.ExternalScalerStub(ch)
+def path_escape(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
+    stub = scaler_stub(ch)
     tries = ["x//etc/passwd", "a/../..", "../../etc/passwd", "ns/../../secret", "/abs", "ns/a/b"]
-    for i in range(300):
-        w.codes[metrics(stub, ref(service=tries[i % len(tries)]))] += 1
+    for i in range(abuse.scaled(300, quick)):
+        codes[metrics(stub, ref(service=tries[i % len(tries)]))] += 1
     return "service metadata naming paths out of --demand-dir"
 
 
-def cross_namespace(ch: grpc.Channel, w: Watch) -> str:
-    stub = pb_grpc.ExternalScalerStub(ch)
+def cross_namespace(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
+    stub = scaler_stub(ch)
 
     def replicas(r: pb.ScaledObjectRef) -> int:
         resp = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=r), timeout=5)
-        w.codes["OK"] += 1
+        codes["OK"] += 1
         return int(resp.metricValues[0].metricValue)
 
     own = ref("svc", "ns")
     before = replicas(own)
     intruder = ref("x", "other", service="ns/svc", minReplicas="50", maxReplicas="50")
-    theirs = [replicas(intruder) for _ in range(20)]
-    after = [replicas(own) for _ in range(20)]
+    theirs = [replicas(intruder) for _ in range(abuse.scaled(20, quick))]
+    after = [replicas(own) for _ in range(abuse.scaled(20, quick))]
     return f"ns/svc plans {before}, another namespace's {max(theirs)}; ns/svc after: {max(after)}"
 
 
-def huge_numbers(ch: grpc.Channel, w: Watch) -> str:
-    stub = pb_grpc.ExternalScalerStub(ch)
+def huge_numbers(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
+    stub = scaler_stub(ch)
     metas = [
         {"maxReplicas": "1e300"},
         {"minReplicas": "1e300", "maxReplicas": "1e300"},
@@ -131,75 +131,77 @@ def huge_numbers(ch: grpc.Channel, w: Watch) -> str:
         {"maxReplicas": "9223372036854775808"},
         {"capacityRps": "nan"},
     ]
-    for i in range(300):
-        w.codes[metrics(stub, ref(**metas[i % len(metas)]))] += 1
+    for i in range(abuse.scaled(300, quick)):
+        codes[metrics(stub, ref(**metas[i % len(metas)]))] += 1
     return "maxReplicas 1e300 and friends"
 
 
-def state_flood(ch: grpc.Channel, w: Watch) -> str:
+def state_flood(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
     """20,000 ScaledObjects asked about once each (the plan state is bounded at 10,000)."""
-    stub = pb_grpc.ExternalScalerStub(ch)
+    stub = scaler_stub(ch)
     lock = threading.Lock()
     started = time.monotonic()
 
     def client(k: int) -> None:
-        for j in range(2500):
+        for j in range(abuse.scaled(2500, quick)):
             if time.monotonic() - started > TIME_LIMIT_S:
                 return
             code = metrics(stub, ref(f"so-{k}-{j}"))
             with lock:
-                w.codes[code] += 1
+                codes[code] += 1
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=TIME_LIMIT_S + 10)
-    return f"{sum(w.codes.values()):,} distinct ScaledObjects asked (8 clients)"
+    return f"{sum(codes.values()):,} distinct ScaledObjects asked (8 clients)"
 
 
-def flood(ch: grpc.Channel, w: Watch) -> str:
-    stub = pb_grpc.ExternalScalerStub(ch)
+def flood(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
+    stub = scaler_stub(ch)
     lock = threading.Lock()
+    calls = abuse.scaled(250, quick)
 
     def client(k: int) -> None:
-        for j in range(250):
+        for j in range(calls):
             r = ref() if j % 4 else ref(capacityRps="fast")
             code = metrics(stub, r) if j % 2 else code_of(stub.IsActive, r)
             with lock:
-                w.codes[code] += 1
+                codes[code] += 1
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=TIME_LIMIT_S)
-    return "8 clients x 250 GetMetrics/IsActive, a quarter with bad metadata"
+    return f"8 clients x {calls} GetMetrics/IsActive, a quarter with bad metadata"
 
 
-def oversize(ch: grpc.Channel, w: Watch) -> str:
-    stub = pb_grpc.ExternalScalerStub(ch)
+def oversize(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
+    stub = scaler_stub(ch)
     big = ref(blob="a" * (4 << 20))
-    for _ in range(20):
-        w.codes[code_of(stub.IsActive, big)] += 1
+    for _ in range(abuse.scaled(20, quick)):
+        codes[code_of(stub.IsActive, big)] += 1
     many = ref(**{f"k{i}": "v" * 100 for i in range(8000)})
-    for _ in range(20):
-        w.codes[code_of(stub.IsActive, many)] += 1
+    for _ in range(abuse.scaled(20, quick)):
+        codes[code_of(stub.IsActive, many)] += 1
     return "4 MiB metadata values, 8,000-key metadata maps (~0.9 MiB)"
 
 
-def corrupt(ch: grpc.Channel, w: Watch) -> str:
+def corrupt(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
     rng = np.random.default_rng(0)
-    for i in range(400):
+    sent = abuse.scaled(400, quick)
+    for i in range(sent):
         method = ("IsActive", "GetMetricSpec", "GetMetrics", "StreamIsActive")[i % 4]
         path = f"/externalscaler.ExternalScaler/{method}"
         call = ch.unary_stream(path) if method == "StreamIsActive" else ch.unary_unary(path)
         raw = rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
-        w.codes[code_of(call, raw)] += 1
-    return "400 random byte strings as requests"
+        codes[code_of(call, raw)] += 1
+    return f"{sent} random byte strings as requests"
 
 
-SCENARIOS: dict[str, Callable[[grpc.Channel, Watch], str]] = {
+SCENARIOS: dict[str, Callable[[grpc.Channel, Counter[str], bool], str]] = {
     "streams": streams,
     "path-escape": path_escape,
     "cross-namespace": cross_namespace,
@@ -209,15 +211,20 @@ SCENARIOS: dict[str, Callable[[grpc.Channel, Watch], str]] = {
     "oversize": oversize,
     "corrupt": corrupt,
 }
+LIMIT = abuse.CONTROLLER_MEMORY_LIMIT
 
 
-def health_probe(port: int) -> Callable[[], bool]:
-    ch = grpc.insecure_channel(f"127.0.0.1:{port}")  # the probe's own connection
-    stub = health_pb2_grpc.HealthStub(ch)
+def health_probe(ch: grpc.Channel) -> abuse.Probe:
+    """grpc.health.v1.Health/Check on the probe's own channel: 200 when SERVING, 503 for any
+    other status, None when it got no answer (an RPC error or the timeout)."""
+    stub = health_pb2_grpc.HealthStub(ch)  # type: ignore[no-untyped-call]
 
-    def probe() -> bool:
-        answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+    def probe(timeout: float) -> int | None:
+        try:
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return None
+        return 200 if answer.status == health_pb2.HealthCheckResponse.SERVING else 503
 
     return probe
 
@@ -239,47 +246,36 @@ def main() -> int:
     parser.add_argument(
         "--only", default="", help="comma-separated scenarios: " + ", ".join(SCENARIOS)
     )
+    parser.add_argument("--quick", action="store_true", help="a tenth of each scenario's counts")
     opts = parser.parse_args()
     chosen = [s for s in opts.only.split(",") if s] or list(SCENARIOS)
-    print(HEADER)
+    if unknown := sorted(set(chosen) - SCENARIOS.keys()):
+        parser.error(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+    print(abuse.table_header(LIMIT))
     with tempfile.TemporaryDirectory() as tmp:
         root = demand_dir(Path(tmp) / "demand")
         for name in chosen:
-            port = free_port()  # a fresh server per scenario: its RSS is that scenario's
-            proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "kopilot.cli", "scaler", "--demand-dir", str(root)),
-                    *("--port", str(port), "--stream-interval", "1"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            port = abuse.free_port()  # a fresh server per scenario: its RSS is that scenario's
+            command = abuse.python_command(
+                *("-m", "kopilot.cli", "scaler", "--demand-dir", str(root)),
+                *("--port", str(port), "--stream-interval", "1"),
             )
-            try:
-                probe = health_probe(port)
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        probe()
-                        break
-                    except grpc.RpcError:
-                        if time.monotonic() > deadline or proc.poll() is not None:
-                            raise RuntimeError("the scaler did not start") from None
-                        time.sleep(0.2)
-                ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-                with Watch(proc.pid, probe) as w:
-                    started = time.perf_counter()
-                    note = SCENARIOS[name](ch, w)
-                    took = time.perf_counter() - started
-                ch.close()
-                alive = proc.poll() is None
-                print(w.row(name, took) + ("" if alive else "  SERVER DIED"), flush=True)
-                print(f"{'':<28} {note}", flush=True)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            with (
+                abuse.ChildServer(command, log=Path(tmp) / f"{name}.log") as child,
+                grpc.insecure_channel(f"127.0.0.1:{port}") as probe_ch,
+                grpc.insecure_channel(f"127.0.0.1:{port}") as ch,
+            ):
+                probe = {"grpc.health.v1": health_probe(probe_ch)}
+                child.wait_until(
+                    probe["grpc.health.v1"], what=f"the scaler on {port}", timeout_s=30
+                )
+                codes: Counter[str] = Counter()
+                with abuse.Watch(child.pid, probe, probe_every_s=0.1) as watch:
+                    note = SCENARIOS[name](ch, codes, opts.quick)
+                alive = child.alive
+            row = abuse.table_row(name, watch.result(), codes, memory_limit=LIMIT, alive=alive)
+            print(row, flush=True)
+            print(f"{'':<28} {note}", flush=True)
     return 0
 
 

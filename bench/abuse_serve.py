@@ -7,6 +7,7 @@ answered 200 within 1 s on every poll (every 0.25 s, fresh connections, as the k
 statuses the abusive clients and a well-behaved client (one detection every 0.25 s) got.
 
     python bench/abuse_serve.py
+    python bench/abuse_serve.py --quick   # each scenario with small counts and 2 s holds
     # the same scenarios against another source tree too (e.g. main before the hardening):
     git archive main src | tar -x -C /tmp/kopilot-main && \\
         python bench/abuse_serve.py --baseline-src /tmp/kopilot-main/src
@@ -52,7 +53,7 @@ import abuse  # bench/abuse.py: RSS sampling, probe polling, the printed block
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "tests" / "serving" / "data" / "bus.jpg"
-Scenario = Callable[[str, pathlib.Path], tuple[dict[str, int], str]]
+Scenario = Callable[[str, pathlib.Path, bool], tuple[dict[str, int], str]]  # url, log, quick
 
 
 def default_model() -> pathlib.Path:
@@ -164,7 +165,7 @@ class GoodClient:
 # -- scenarios ----------------------------------------------------------------------------------
 
 
-def wide_png(url: str, _log: pathlib.Path) -> tuple[dict[str, int], str]:
+def wide_png(url: str, _log: pathlib.Path, quick: bool) -> tuple[dict[str, int], str]:
     data = png_wide(39_000_000)
     statuses: collections.Counter[str] = collections.Counter()
 
@@ -177,30 +178,35 @@ def wide_png(url: str, _log: pathlib.Path) -> tuple[dict[str, int], str]:
         except httpx.HTTPError as e:
             statuses[type(e).__name__] += 1
 
-    for _ in range(3):
+    rounds = abuse.scaled(3, quick)
+    for _ in range(rounds):
         with abuse.threads([post] * 4):
             pass
-    return dict(statuses), f"{len(data) / 1000:.0f} KB each, 4 at once, 3 rounds"
+    plural = "s" * (rounds != 1)
+    return dict(statuses), f"{len(data) / 1000:.0f} KB each, 4 at once, {rounds} round{plural}"
 
 
-def idle_connections(url: str, _log: pathlib.Path) -> tuple[dict[str, int], str]:
+def idle_connections(url: str, _log: pathlib.Path, quick: bool) -> tuple[dict[str, int], str]:
     socks = []
+    hold_s = 2 if quick else 15
     try:
-        for i in range(520):
+        for i in range(abuse.scaled(520, quick)):
             s = connect(url)
             if i % 2:
                 s.sendall(b"POST /v1/detect HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-")
             socks.append(s)
-        time.sleep(15)
-        return dict(collections.Counter(ending(s) for s in socks)), "520 sockets held 15 s"
+        time.sleep(hold_s)
+        statuses = collections.Counter(ending(s) for s in socks)
+        return dict(statuses), f"{len(socks)} sockets held {hold_s} s"
     finally:
         for s in socks:
             s.close()
 
 
-def unfinished_uploads(url: str, _log: pathlib.Path) -> tuple[dict[str, int], str]:
+def unfinished_uploads(url: str, _log: pathlib.Path, quick: bool) -> tuple[dict[str, int], str]:
     size = 18 * 2**20
-    stop_at = time.monotonic() + 15
+    hold_s, uploads = (2, 6) if quick else (15, 60)
+    stop_at = time.monotonic() + hold_s
     outcomes: collections.Counter[str] = collections.Counter()
     block = b"\x00" * 2**20
 
@@ -232,14 +238,16 @@ def unfinished_uploads(url: str, _log: pathlib.Path) -> tuple[dict[str, int], st
         finally:
             s.close()
 
-    with abuse.threads([upload] * 60):
+    with abuse.threads([upload] * uploads):
         pass
-    return dict(outcomes), "60 x 18 MiB uploads, each stopping 64 KiB short, held 15 s"
+    note = f"{uploads} x 18 MiB uploads, each stopping 64 KiB short, held {hold_s} s"
+    return dict(outcomes), note
 
 
-def disconnects(url: str, log: pathlib.Path) -> tuple[dict[str, int], str]:
+def disconnects(url: str, log: pathlib.Path, quick: bool) -> tuple[dict[str, int], str]:
     before = server_counts(url)
-    for _ in range(50):
+    gone = abuse.scaled(50, quick)
+    for _ in range(gone):
         s = connect(url)
         s.sendall(
             head("POST", "/v1/detect", {"content-type": "image/jpeg", "content-length": str(2**20)})
@@ -252,7 +260,7 @@ def disconnects(url: str, log: pathlib.Path) -> tuple[dict[str, int], str]:
     counted = {k: int(v - before.get(k, 0)) for k, v in after.items() if v - before.get(k, 0)}
     tracebacks = log.read_text(errors="replace").count("Traceback")
     return {f"{k} (counted by the server)": v for k, v in counted.items()}, (
-        f"50 clients gone mid-upload; {tracebacks} tracebacks in the server log"
+        f"{gone} clients gone mid-upload; {tracebacks} tracebacks in the server log"
     )
 
 
@@ -267,11 +275,12 @@ def server_ms(log: pathlib.Path, status: int) -> list[float]:
     return out
 
 
-def burst(url: str, log: pathlib.Path) -> tuple[dict[str, int], str]:
+def burst(url: str, log: pathlib.Path, quick: bool) -> tuple[dict[str, int], str]:
     image = IMAGE.read_bytes()
+    count = abuse.scaled(200, quick)
 
     async def run() -> list[tuple[str, float]]:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
+        limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
             async def one() -> tuple[str, float]:
@@ -284,11 +293,11 @@ def burst(url: str, log: pathlib.Path) -> tuple[dict[str, int], str]:
                 except httpx.HTTPError as e:
                     return type(e).__name__, time.monotonic() - started
 
-            return await asyncio.gather(*(one() for _ in range(200)))
+            return await asyncio.gather(*(one() for _ in range(count)))
 
     results = asyncio.run(run())
     refused = sorted(t for s, t in results if s == "429")
-    note = "200 detections at once"
+    note = f"{count} detections at once"
     if refused:
         note += (
             f"; 429s answered after median {statistics.median(refused):.2f} s, "
@@ -301,13 +310,13 @@ def burst(url: str, log: pathlib.Path) -> tuple[dict[str, int], str]:
     return dict(collections.Counter(s for s, _ in results)), note
 
 
-def formats(url: str, _log: pathlib.Path) -> tuple[dict[str, int], str]:
+def formats(url: str, _log: pathlib.Path, quick: bool) -> tuple[dict[str, int], str]:
     statuses: collections.Counter[str] = collections.Counter()
     image = Image.new("RGB", (64, 64), (200, 30, 60))
     for fmt in ("EPS", "TIFF", "GIF"):
         buffer = io.BytesIO()
         image.save(buffer, format=fmt)
-        for _ in range(5):
+        for _ in range(abuse.scaled(5, quick)):
             r = httpx.post(
                 f"{url}/v1/detect",
                 content=buffer.getvalue(),
@@ -315,7 +324,7 @@ def formats(url: str, _log: pathlib.Path) -> tuple[dict[str, int], str]:
                 timeout=30,
             )
             statuses[f"{fmt} {r.status_code}"] += 1
-    return dict(statuses), "EPS, TIFF and GIF, 5 each"
+    return dict(statuses), f"EPS, TIFF and GIF, {abuse.scaled(5, quick)} each"
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -337,6 +346,7 @@ def run_one(
     src: str | None,
     logs: pathlib.Path,
     attackers: concurrent.futures.Executor,
+    quick: bool,
 ) -> abuse.Outcome:
     port = abuse.free_port()
     url = f"http://127.0.0.1:{port}"
@@ -350,13 +360,14 @@ def run_one(
         child.wait_http(f"{url}/readyz")
         probes = {p: abuse.http_probe(f"{url}{p}") for p in ("/healthz", "/readyz")}
         with abuse.Watch(child.pid, probes) as watch, GoodClient(url) as good:
-            abusive, note = attackers.submit(scenario, url, log).result(timeout=600)
+            abusive, note = attackers.submit(scenario, url, log, quick).result(timeout=600)
         return abuse.Outcome(
             name=name,
             server=label,
             watch=watch.result(),
             abusive=abusive,
             good=dict(good.statuses),
+            memory_limit=abuse.MODEL_SERVICE_MEMORY_LIMIT,
             note=note,
         )
 
@@ -366,6 +377,7 @@ def main() -> None:
     parser.add_argument("--model", type=pathlib.Path, default=None)
     parser.add_argument("--baseline-src", default=None, help="Also run a server from this src/.")
     parser.add_argument("--only", default="", help="Comma-separated scenarios (default: all).")
+    parser.add_argument("--quick", action="store_true", help="each scenario with small counts")
     parser.add_argument(
         "--logs", type=pathlib.Path, default=pathlib.Path("/tmp/kopilot-abuse-serve")
     )
@@ -400,6 +412,7 @@ def main() -> None:
                 src=src,
                 logs=args.logs,
                 attackers=attackers,
+                quick=args.quick,
             )
             print(abuse.render(outcome), flush=True)
             missed += bool(outcome.verdict()) and src is None
