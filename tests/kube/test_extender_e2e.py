@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from kopilot.kube import apis, controlplane
+from tests.fixtures import processes
 from tests.kube import conftest, live
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -39,12 +40,6 @@ SHIPPED_CONFIG = (
 SCHEDULER = "kopilot-scheduler"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
@@ -52,12 +47,7 @@ def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
 
 
 @pytest.mark.parametrize("node_cache", [False, True], ids=["nodes", "node-names"])
@@ -68,7 +58,7 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
     node_cache: bool,
 ) -> None:
     api = live.make_api(api_client)  # type: ignore[arg-type]
-    port = _free_port()
+    port = processes.free_port()
     # The shipped configuration (deploy/kube-scheduler), pointed at this test's API server and
     # extender port, so the real kube-scheduler validates and uses what users deploy.
     config = yaml.safe_load(SHIPPED_CONFIG.read_text())
@@ -95,7 +85,7 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
     scheduler = [
         str(conftest.binaries().path("kube-scheduler")),
         f"--config={config_path}",
-        f"--secure-port={_free_port()}",
+        f"--secure-port={processes.free_port()}",
         "--bind-address=127.0.0.1",
         f"--cert-dir={tmp_path / 'certs'}",
     ]

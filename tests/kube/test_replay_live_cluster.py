@@ -11,7 +11,7 @@ from kopilot.kits import clocks
 from kopilot.kube import apis, inventories
 from kopilot.serving import instruments
 from kopilot.sim import clusterfiles, replaying, replayserving
-from tests.fixtures import prometheus
+from tests.fixtures import processes
 from tests.kube import live
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_an_unreachable_api_server_keeps_the_last_cluster_and_says_why(api_clien
         spec = clusterfiles.from_mapping(inventories.describe(api), source="api")
         # the API server gone: a real client to a loopback port where nothing listens
         nowhere = k8s_client.Configuration()
-        nowhere.host = f"https://127.0.0.1:{prometheus._free_port()}"
+        nowhere.host = f"https://127.0.0.1:{processes.free_port()}"
         with k8s_client.ApiClient(nowhere) as gone:
             broken = apis.Api(gone, api.retrier, timeout_s=2.0)
 
