@@ -63,14 +63,19 @@ def _writer(path: str, worker: int) -> None:
         log.append(_verdict(worker * 1000 + i))
 
 
-def test_concurrent_writers_never_interleave_records(tmp_path: Path) -> None:
-    path = tmp_path / "a.jsonl"
+def _three_writers(path: Path) -> None:
+    """Three forked processes append 200 records each to `path`, all at once."""
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(3)]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
+
+
+def test_concurrent_writers_never_interleave_records(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _three_writers(path)
     lines = path.read_text().splitlines()
     assert len(lines) == 600
     assert all(json.loads(line)["action"]["kind"] == "Scale" for line in lines)
@@ -132,12 +137,7 @@ def test_two_open_writers_never_repeat_a_seq(tmp_path: Path) -> None:
 
 def test_concurrent_processes_never_repeat_a_seq(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
+    _three_writers(path)
     seqs = [r["seq"] for r in audit.read(path)]
     assert seqs == list(range(1, 601))
 
