@@ -397,3 +397,12 @@ def threads(targets: Sequence[Callable[[], None]]) -> Iterator[None]:
     finally:
         for t in started:
             t.join(timeout=60)
+
+
+def clients(count: int, client: Callable[[int], None], timeout_s: float) -> None:
+    """Run `client(0)` ... `client(count - 1)` on threads at once; join each for `timeout_s`."""
+    started = [threading.Thread(target=client, args=(k,)) for k in range(count)]
+    for t in started:
+        t.start()
+    for t in started:
+        t.join(timeout=timeout_s)

@@ -187,11 +187,7 @@ def flood(port: int, codes: Counter[str], quick: bool) -> str:
                 codes[code] += 1
         c.close()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=TIME_LIMIT_S)
+    abuse.clients(8, client, TIME_LIMIT_S)
     return f"8 clients x {calls} filter/prioritize, 100 nodes"
 
 
@@ -218,11 +214,7 @@ def oversize(port: int, codes: Counter[str], quick: bool) -> str:
             codes[code] += 1
         c.close()
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=TIME_LIMIT_S)
+    abuse.clients(8, lambda _: client(), TIME_LIMIT_S)
     c = Http(port, timeout=120)
     codes[c.post("filter", big + b" " * (70 * 2**20 - len(big)))] += 1
     c.close()

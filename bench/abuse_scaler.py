@@ -150,11 +150,7 @@ def state_flood(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
             with lock:
                 codes[code] += 1
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=TIME_LIMIT_S + 10)
+    abuse.clients(8, client, TIME_LIMIT_S + 10)
     return f"{sum(codes.values()):,} distinct ScaledObjects asked (8 clients)"
 
 
@@ -170,11 +166,7 @@ def flood(ch: grpc.Channel, codes: Counter[str], quick: bool) -> str:
             with lock:
                 codes[code] += 1
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=TIME_LIMIT_S)
+    abuse.clients(8, client, TIME_LIMIT_S)
     return f"8 clients x {calls} GetMetrics/IsActive, a quarter with bad metadata"
 
 
