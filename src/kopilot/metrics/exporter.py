@@ -19,11 +19,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from http import server
-from typing import Any
 
 import prometheus_client
 
-from kopilot.kits import access, clocks
+from kopilot.kits import access, clocks, httpserving
 
 OUTCOMES = ("approved", "dry-run", "refused", "pending-approval", "failed")
 
@@ -124,36 +123,22 @@ class Exporter:
         return MetricsServer(self, host, port, gate=gate)
 
 
-class MetricsServer:
+class MetricsServer(httpserving.Background):
     """A threaded HTTP server for one Exporter; `close()` stops it."""
 
     def __init__(
         self, exporter: Exporter, host: str, port: int, *, gate: access.Gate | None = None
     ) -> None:
         handler = _handler_for(exporter, gate)
-        self._httpd = server.ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
-        self.port = int(self._httpd.server_address[1])
-        self.host = host
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="kopilot-metrics", daemon=True
+        super().__init__(
+            server.ThreadingHTTPServer((host, port), handler), host, name="kopilot-metrics"
         )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
 
 
 def _handler_for(
     exporter: Exporter, gate: access.Gate | None
 ) -> type[server.BaseHTTPRequestHandler]:
-    class Handler(server.BaseHTTPRequestHandler):
+    class Handler(httpserving.Handler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -175,19 +160,5 @@ def _handler_for(
         def _refuse(self, answer: access.Access) -> None:
             extra = {"WWW-Authenticate": 'Bearer realm="kopilot"'} if answer.status == 401 else {}
             self._send(answer.status, f"{answer.reason}\n".encode(), "text/plain", extra)
-
-        def _send(
-            self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
-        ) -> None:
-            self.send_response(code)
-            for name, value in (extra or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # no access log on stderr
 
     return Handler

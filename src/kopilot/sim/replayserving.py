@@ -25,7 +25,7 @@ from typing import Any
 import prometheus_client
 from prometheus_client import core, registry, utils
 
-from kopilot.kits import clocks
+from kopilot.kits import clocks, httpserving
 from kopilot.model import errors
 from kopilot.sim import clusterfiles, exporters, injections, replaying
 
@@ -154,31 +154,16 @@ class _HTTPServer(server.ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class Server:
+class Server(httpserving.Background):
     """A threaded HTTP server for one Exporter; `close()` stops it."""
 
     def __init__(self, exporter: Exporter, host: str, port: int) -> None:
-        self._httpd = _HTTPServer((host, port), _handler_for(exporter))
-        self._httpd.daemon_threads = True
-        self.host = host
-        self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="kopilot-replay", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        httpd = _HTTPServer((host, port), _handler_for(exporter))
+        super().__init__(httpd, host, name="kopilot-replay")
 
 
 def _handler_for(exporter: Exporter) -> type[server.BaseHTTPRequestHandler]:
-    class Handler(server.BaseHTTPRequestHandler):
+    class Handler(httpserving.Handler):
         timeout = 10.0
         """Seconds a client may take to send its request (no connection held open for ever)."""
 
@@ -222,16 +207,6 @@ def _handler_for(exporter: Exporter) -> type[server.BaseHTTPRequestHandler]:
 
         def _json(self, code: int, value: object) -> None:
             self._send(code, json.dumps(value).encode() + b"\n", "application/json")
-
-        def _send(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # no access log on stderr
 
     return Handler
 
