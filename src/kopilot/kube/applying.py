@@ -18,7 +18,7 @@ only faults raise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from kopilot.kube import apis, converting, events, failures, notes, objects
@@ -151,25 +151,7 @@ class Actuator:
         return worlds.Applied(ok=True, detail=f"{verb}ed {action.node}")
 
     def _drain(self, action: actions.Cordon, now: float, decision: str) -> worlds.Applied:
-        pods = self._api.get(
-            "/api/v1/pods",
-            f"list pods on {action.node}",
-            fieldSelector=f"spec.nodeName={action.node}",
-        )
-        blocked: list[str] = []
-        evicted = 0
-        for pod in pods.get("items") or []:
-            meta = pod.get("metadata") or {}
-            owners = meta.get("ownerReferences") or []
-            if any(o.get("kind") == "DaemonSet" for o in owners):
-                continue
-            if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
-                continue
-            outcome = self._evict(meta.get("namespace", "default"), meta.get("name", ""), decision)
-            if outcome == "blocked":
-                blocked.append(f"{meta.get('namespace')}/{meta.get('name')}")
-            elif outcome == "evicted":
-                evicted += 1
+        evicted, blocked = self._evict_pods(action.node, decision, _drainable)
         if blocked:
             return worlds.Applied(
                 ok=False,
@@ -197,6 +179,29 @@ class Actuator:
             ref, reason="KopilotRestarted", message=_message(action, decision), now=now
         )
         return worlds.Applied(ok=True, detail=f"evicted {action.pod}")
+
+    def _evict_pods(
+        self, node: str, decision: str, movable: Callable[[Mapping[str, Any]], bool]
+    ) -> tuple[int, list[str]]:
+        """Evict the pods on `node` that `movable` picks: how many went, and those a PDB kept."""
+        pods = self._api.get(
+            "/api/v1/pods",
+            f"list pods on {node}",
+            fieldSelector=f"spec.nodeName={node}",
+        )
+        blocked: list[str] = []
+        evicted = 0
+        for pod in pods.get("items") or []:
+            if not movable(pod):
+                continue
+            meta = pod.get("metadata") or {}
+            namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+            outcome = self._evict(namespace, name, decision)
+            if outcome == "blocked":
+                blocked.append(f"{namespace}/{name}")
+            elif outcome == "evicted":
+                evicted += 1
+        return evicted, blocked
 
     def _evict(self, namespace: str, name: str, decision: str) -> str:
         """'evicted', 'gone' (no such pod, or already terminating) or 'blocked' (a PDB)."""
@@ -274,25 +279,7 @@ class Actuator:
             return worlds.Applied(
                 ok=True, detail=f"repartition {action.node}: {done or f'already {config}'}"
             )
-        pods = self._api.get(
-            "/api/v1/pods",
-            f"list pods on {action.node}",
-            fieldSelector=f"spec.nodeName={action.node}",
-        )
-        blocked: list[str] = []
-        evicted = 0
-        for pod in pods.get("items") or []:
-            meta = pod.get("metadata") or {}
-            if not _gpu_client(pod) or meta.get("deletionTimestamp"):
-                continue
-            if any(o.get("kind") == "DaemonSet" for o in meta.get("ownerReferences") or []):
-                continue  # the GPU operator's own agents: its MIG manager stops them itself
-            namespace, name = meta.get("namespace", "default"), meta.get("name", "")
-            outcome = self._evict(namespace, name, decision)
-            if outcome == "blocked":
-                blocked.append(f"{namespace}/{name}")
-            elif outcome == "evicted":
-                evicted += 1
+        evicted, blocked = self._evict_pods(action.node, decision, _must_leave_gpus)
         if blocked:
             return worlds.Applied(
                 ok=False,
@@ -316,6 +303,27 @@ class Actuator:
             detail=f"labelled {action.node} {migconfigs.LABEL_CONFIG}={config} (was {was}) "
             f"after evicting {evicted} GPU pod(s); the GPU operator's MIG manager applies it",
         )
+
+
+def _daemon(meta: Mapping[str, Any]) -> bool:
+    return any(o.get("kind") == "DaemonSet" for o in meta.get("ownerReferences") or [])
+
+
+def _drainable(pod: Mapping[str, Any]) -> bool:
+    """A drain evicts every pod but DaemonSet pods and static (mirror) pods."""
+    meta = pod.get("metadata") or {}
+    if _daemon(meta):
+        return False
+    return "kubernetes.io/config.mirror" not in (meta.get("annotations") or {})
+
+
+def _must_leave_gpus(pod: Mapping[str, Any]) -> bool:
+    """A repartition evicts the running GPU pods, but not the GPU operator's own agents (its
+    MIG manager stops them itself)."""
+    meta = pod.get("metadata") or {}
+    if not _gpu_client(pod) or meta.get("deletionTimestamp"):
+        return False
+    return not _daemon(meta)
 
 
 def _gpu_client(pod: Mapping[str, Any]) -> bool:
