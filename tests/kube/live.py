@@ -10,10 +10,13 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,6 +36,43 @@ def make_api(api_client: k8s_client.ApiClient, seed: int = 0) -> apis.Api:
         api_client,
         retrying.Retrier(clocks.WallClock(), random.Random(seed), retrying.Backoff(attempts=3)),
     )
+
+
+def kopilot_run(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kopilot run --once` (no metrics port, no leader election) against `kubeconfig`."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kopilot.cli",
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--once",
+            "--metrics-port",
+            "-1",
+            "--no-leader-elect",
+            *args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def token(api: apis.Api, namespace: str, account: str, audience: str | None = None) -> str:
+    """A 10-minute token of ServiceAccount `account` (for `audience`, else the API server's)."""
+    spec: dict[str, Any] = {"expirationSeconds": 600}
+    if audience is not None:
+        spec["audiences"] = [audience]
+    answer = api.post(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        "create a token",
+    )
+    return str(answer["status"]["token"])
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:

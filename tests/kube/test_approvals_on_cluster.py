@@ -25,18 +25,6 @@ from tests.builders import scale
 from tests.kube import live
 
 
-def _token(api: apis.Api, namespace: str, account: str, audience: str | None) -> str:
-    spec: dict[str, Any] = {"expirationSeconds": 600}
-    if audience is not None:
-        spec["audiences"] = [audience]
-    answer = api.post(
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
-        "create a token",
-    )
-    return str(answer["status"]["token"])
-
-
 @pytest.fixture(scope="module")
 def team(api_client: k8s_client.ApiClient) -> Iterator[tuple[apis.Api, str, dict[str, str]]]:
     """A namespace with two ServiceAccounts: `approver` (bound to `approve` decisions there) and
@@ -74,9 +62,9 @@ def team(api_client: k8s_client.ApiClient) -> Iterator[tuple[apis.Api, str, dict
             "bind the role",
         )
         tokens = {
-            "approver": _token(api, ns, "approver", approving.AUDIENCE),
-            "bystander": _token(api, ns, "bystander", approving.AUDIENCE),
-            "approver-for-the-api-server": _token(api, ns, "approver", None),
+            "approver": live.token(api, ns, "approver", approving.AUDIENCE),
+            "bystander": live.token(api, ns, "bystander", approving.AUDIENCE),
+            "approver-for-the-api-server": live.token(api, ns, "approver", None),
         }
         yield api, ns, tokens
 
@@ -152,7 +140,7 @@ def test_kopilot_approve_with_a_token(
     # kopilot's own credentials without the right to review tokens: a fault, said in one line
     weak = tmp_path / "bystander.kubeconfig"
     config = yaml.safe_load(kubeconfig.read_text())
-    config["users"][0]["user"] = {"token": _token(api, ns, "bystander", None)}
+    config["users"][0]["user"] = {"token": live.token(api, ns, "bystander", None)}
     weak.write_text(yaml.safe_dump(config))
     args = ["approve", rid, "--queue", str(q.path), "--token-file", str(files["approver"])]
     no_rights = runner.invoke(app, [*args, "--kubeconfig", str(weak)])
@@ -179,7 +167,7 @@ def test_a_review_kopilot_may_not_make_is_an_error(
     weak = k8s_client.Configuration()
     weak.host = configuration.host
     weak.ssl_ca_cert = configuration.ssl_ca_cert
-    weak.api_key = {"authorization": "Bearer " + _token(api, ns, "bystander", None)}
+    weak.api_key = {"authorization": "Bearer " + live.token(api, ns, "bystander", None)}
     with (
         k8s_client.ApiClient(weak) as weak_client,
         pytest.raises(failures.RejectedError, match="tokenreviews"),

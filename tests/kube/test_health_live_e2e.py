@@ -88,32 +88,16 @@ def _prometheus(workdir: Path, text: str) -> Iterator[str]:
 
 
 def _run(kubeconfig: Path, ns: str, log: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kopilot.cli",
-            "run",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--once",
-            "--metrics-port",
-            "-1",
-            "--no-leader-elect",
-            "--namespace",
-            ns,
-            "--audit-log",
-            str(log),
-            "--approvals",
-            str(log.with_name("approvals.jsonl")),
-            "-v",
-            *args,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
+    result = live.kopilot_run(
+        kubeconfig,
+        "--namespace",
+        ns,
+        "--audit-log",
+        str(log),
+        "--approvals",
+        str(log.with_name("approvals.jsonl")),
+        "-v",
+        *args,
     )
     assert result.returncode == 0, result.stderr
     return result

@@ -46,18 +46,6 @@ def _reader_role(helm: Path, release: str) -> dict[str, Any]:
     return dict(role)
 
 
-def _token(api: apis.Api, namespace: str, account: str, audience: str | None = None) -> str:
-    spec: dict[str, Any] = {"expirationSeconds": 600}
-    if audience is not None:
-        spec["audiences"] = [audience]
-    answer = api.post(
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
-        "create a token",
-    )
-    return str(answer["status"]["token"])
-
-
 @pytest.fixture(scope="module")
 def scrapers(
     api_client: k8s_client.ApiClient, helm: Path
@@ -104,9 +92,9 @@ def scrapers(
                 api,
                 ns,
                 {
-                    "prometheus": _token(api, ns, "prometheus"),
-                    "bystander": _token(api, ns, "bystander"),
-                    "prometheus-for-kopilot": _token(api, ns, "prometheus", approving.AUDIENCE),
+                    "prometheus": live.token(api, ns, "prometheus"),
+                    "bystander": live.token(api, ns, "bystander"),
+                    "prometheus-for-kopilot": live.token(api, ns, "prometheus", approving.AUDIENCE),
                 },
             )
         finally:

@@ -20,7 +20,7 @@ from kopilot.kits import clocks
 from kopilot.kube import apis, failures, running, worlds
 from kopilot.loop import cycles
 from kopilot.scheduling import migconfigs, repartitioning
-from tests.kube import live, test_run_e2e
+from tests.kube import live
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -166,7 +166,7 @@ def test_kopilot_run_proposes_it_and_leaves_it_to_a_person(
     policy.write_text("dry_run: false\n")
     log, queue = tmp_path / "audit.jsonl", tmp_path / "approvals.jsonl"
     with mig_node_with_demand(api) as (ns, node):
-        run = test_run_e2e.kopilot_run(
+        run = live.kopilot_run(
             kubeconfig,
             "--policy", str(policy), "--audit-log", str(log), "--approvals", str(queue),
             "--namespace", ns,

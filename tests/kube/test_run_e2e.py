@@ -27,29 +27,6 @@ from tests.kube.test_leader_election import Crash, CrashOnApply
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-def kopilot_run(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kopilot.cli",
-            "run",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--once",
-            "--metrics-port",
-            "-1",
-            "--no-leader-elect",
-            *args,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
 def test_kopilot_run_is_dry_by_default_then_acts_once(
     api_client: k8s_client.ApiClient, control_plane: controlplane.ControlPlane, tmp_path: Path
 ) -> None:
@@ -60,7 +37,7 @@ def test_kopilot_run_is_dry_by_default_then_acts_once(
         # reactive rule raises it to the minimum.
         live.deployment(api, ns, "detector", replicas=1, annotations=live.managed_annotations(lo=2))
         scope = ("--namespace", ns)  # leftovers of other tests are not this test's business
-        dry = kopilot_run(control_plane.kubeconfig, "--audit-log", str(log), *scope)
+        dry = live.kopilot_run(control_plane.kubeconfig, "--audit-log", str(log), *scope)
         assert dry.returncode == 0, dry.stderr
         assert "dry-run" in dry.stderr
         mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
@@ -68,7 +45,7 @@ def test_kopilot_run_is_dry_by_default_then_acts_once(
         assert "data-quality gate: no demand history" in mine[0]["action"]["reason"]
         assert live.read_deployment(api, ns, "detector")["spec"]["replicas"] == 1
 
-        acted = kopilot_run(
+        acted = live.kopilot_run(
             control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run", *scope
         )
         assert acted.returncode == 0, acted.stderr
@@ -76,7 +53,7 @@ def test_kopilot_run_is_dry_by_default_then_acts_once(
         mine = [r for r in audit.read(log) if r["action"].get("service") == f"{ns}/detector"]
         assert [r["outcome"] for r in mine] == ["dry-run", "approved"]
 
-        again = kopilot_run(
+        again = live.kopilot_run(
             control_plane.kubeconfig, "--audit-log", str(log), "--no-dry-run", *scope
         )
         assert again.returncode == 0, again.stderr
@@ -179,13 +156,13 @@ def test_bad_policy_file_is_a_clear_error(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("dry_run: maybe\nmax_cordoned_nodes: -1\n")
     # The policy is checked before any cluster is contacted: no control plane needed.
-    result = kopilot_run(tmp_path / "no-such-kubeconfig", "--policy", str(policy))
+    result = live.kopilot_run(tmp_path / "no-such-kubeconfig", "--policy", str(policy))
     assert result.returncode == 2
     assert "max_cordoned_nodes" in result.stderr and str(policy) in result.stderr
 
 
 def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
-    result = kopilot_run(tmp_path / "no-such-kubeconfig")
+    result = live.kopilot_run(tmp_path / "no-such-kubeconfig")
     assert result.returncode == 2
     assert "cannot load the cluster configuration" in result.stderr
 
