@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pathlib
 import signal
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import numpy as np
 
 from kopilot.serving import api, detectors, server, settings
 
@@ -70,6 +72,36 @@ class ServeProcess:
             if self.process.poll() is None:
                 self.process.kill()
             self._log_file.close()
+
+
+def held_loader(release: threading.Event) -> api.Loader:
+    """A loader of the real detector whose every run after the warm-up (one run at max batch 1)
+    waits for `release` (30 s at most): the queue then fills deterministically."""
+
+    def load(model: settings.ModelSettings) -> detectors.Detector:
+        detector = detectors.load(model)
+        real_run, calls = detector.run, itertools.count()
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            if next(calls) >= 1:  # after the warm-up
+                release.wait(timeout=30)
+            return real_run(batch)
+
+        detector.run = run  # type: ignore[method-assign]
+        return detector
+
+    return load
+
+
+def one_slot(model: pathlib.Path) -> settings.ServeSettings:
+    """Batches of 1, no queue delay, a queue of 1: one request runs, one waits, the rest get 429."""
+    return settings.ServeSettings(
+        model=settings.ModelSettings(path=model),
+        batching=settings.BatchingSettings(
+            max_batch_size=1, max_queue_delay_s=0.0, max_queue_size=1
+        ),
+        log_level="warning",
+    )
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ short, and every socket read has its own bound (`rawhttp.READ_TIMEOUT_S`).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import pathlib
 import socket
 import subprocess
@@ -22,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +28,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from kopilot.serving import admission, connections, detectors, errors, preprocessing
+from kopilot.serving import admission, connections, errors, preprocessing
 from kopilot.serving import settings as serve_settings
 from tests.serving import images_util, rawhttp, servers
 
@@ -274,29 +272,10 @@ def test_a_burst_beyond_the_queue_gets_429_before_its_bodies_arrive(
     refused on arrival. They send headers only, so an answer proves nothing waited for a body,
     a decode or the queue; the probes answer meanwhile."""
     release = threading.Event()
-
-    def held_loader(model: serve_settings.ModelSettings) -> detectors.Detector:
-        detector = detectors.load(model)
-        real_run, calls = detector.run, itertools.count()
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            if next(calls) >= 1:  # after the warm-up
-                release.wait(timeout=30)
-            return real_run(batch)
-
-        detector.run = run  # type: ignore[method-assign]
-        return detector
-
-    settings_ = serve_settings.ServeSettings(
-        model=serve_settings.ModelSettings(path=tiny_classic),
-        batching=serve_settings.BatchingSettings(
-            max_batch_size=1, max_queue_delay_s=0.0, max_queue_size=1
-        ),
-        log_level="warning",
-    )
+    loader = servers.held_loader(release)
     image = images_util.solid(64, 64)
     socks: list[socket.socket] = []
-    with servers.threaded(settings_, loader=held_loader) as (url, _):
+    with servers.threaded(servers.one_slot(tiny_classic), loader=loader) as (url, _):
 
         async def admitted() -> list[int]:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:

@@ -7,14 +7,11 @@ deterministically (no timing assertions)."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import pathlib
 import threading
 
 import httpx
-import numpy as np
 
-from kopilot.serving import detectors, settings
 from tests.serving import images_util, servers
 
 
@@ -22,29 +19,9 @@ def test_a_full_queue_answers_429_and_accepted_requests_complete(
     tiny_classic: pathlib.Path,
 ) -> None:
     release = threading.Event()
-
-    def held_loader(model: settings.ModelSettings) -> detectors.Detector:
-        """The real detector; every run after the warm-up (one run at max batch 1) is held."""
-        detector = detectors.load(model)
-        real_run, calls = detector.run, itertools.count()
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            if next(calls) >= 1:
-                release.wait(timeout=30)
-            return real_run(batch)
-
-        detector.run = run  # type: ignore[method-assign]
-        return detector
-
-    config = settings.ServeSettings(
-        model=settings.ModelSettings(path=tiny_classic),
-        batching=settings.BatchingSettings(
-            max_batch_size=1, max_queue_delay_s=0.0, max_queue_size=1
-        ),
-        log_level="warning",
-    )
+    loader = servers.held_loader(release)
     image = images_util.solid(64, 64)
-    with servers.threaded(config, loader=held_loader) as (url, _):
+    with servers.threaded(servers.one_slot(tiny_classic), loader=loader) as (url, _):
 
         def metric(name: str) -> str:
             lines = httpx.get(f"{url}/metrics").text.splitlines()
