@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from kopilot.serving import api, detectors, server, settings
 
@@ -102,6 +104,44 @@ def one_slot(model: pathlib.Path) -> settings.ServeSettings:
         ),
         log_level="warning",
     )
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The value of `name`'s sample with `labels` on the server's /metrics (0 when absent)."""
+    text = httpx.get(f"{url}/metrics", headers={"connection": "close"}).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def post_image(client: httpx.AsyncClient, image: bytes) -> asyncio.Future[httpx.Response]:
+    """POST `image` to /v1/detect, started now; its answer later."""
+    return asyncio.ensure_future(
+        client.post("/v1/detect", content=image, headers={"content-type": "image/png"})
+    )
+
+
+async def fill_one_slot(
+    client: httpx.AsyncClient, url: str, image: bytes
+) -> list[asyncio.Future[httpx.Response]]:
+    """On a `one_slot` server with a `held_loader`: one request taken by the batcher and held in
+    the model, one waiting in the queue (each checked on /metrics); their answers later."""
+
+    async def until(name: str, value: float) -> None:
+        for _ in range(600):
+            if await asyncio.to_thread(metric, url, name) == value:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{name} never reached {value}")
+
+    running = post_image(client, image)
+    await until("kopilot_serving_inflight_requests", 1)
+    await until("kopilot_serving_queue_depth", 0)
+    queued = post_image(client, image)
+    await until("kopilot_serving_queue_depth", 1)
+    return [running, queued]
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from kopilot.serving import admission, connections, errors, preprocessing
 from kopilot.serving import settings as serve_settings
@@ -36,20 +35,11 @@ pytestmark = pytest.mark.integration
 PROBES = ("/healthz", "/readyz", "/metrics")
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    text = httpx.get(f"{url}/metrics", headers={"connection": "close"}).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
-
-
 def eventually(url: str, name: str, *, at_least: float, **labels: str) -> float:
     """Poll a metric (bounded: 200 polls) until it reaches `at_least`; return its last value."""
     value = 0.0
     for _ in range(200):
-        value = metric(url, name, **labels)
+        value = servers.metric(url, name, **labels)
         if value >= at_least:
             break
         time.sleep(0.05)
@@ -174,7 +164,7 @@ def test_headers_trickled_a_byte_at_a_time_still_time_out(impatient: str) -> Non
 
 
 def test_a_body_that_stops_gets_408_and_is_counted_as_such(impatient: str) -> None:
-    before = metric(impatient, "kopilot_serving_requests_total", code="408")
+    before = servers.metric(impatient, "kopilot_serving_requests_total", code="408")
     sock = rawhttp.connect(impatient)
     try:
         head = {"content-type": "image/png", "content-length": "10000"}
@@ -185,7 +175,10 @@ def test_a_body_that_stops_gets_408_and_is_counted_as_such(impatient: str) -> No
     finally:
         sock.close()
     assert eventually(impatient, "kopilot_serving_requests_total", code="408", at_least=before + 1)
-    assert metric(impatient, "kopilot_serving_request_failures_total", reason="body_timeout") >= 1
+    assert (
+        servers.metric(impatient, "kopilot_serving_request_failures_total", reason="body_timeout")
+        >= 1
+    )
 
 
 def test_a_client_gone_mid_upload_is_a_499_not_a_500(
@@ -200,7 +193,7 @@ def test_a_client_gone_mid_upload_is_a_499_not_a_500(
         sock.close()
         url = process.url
         assert eventually(url, "kopilot_serving_requests_total", code="499", at_least=1) == 1
-        assert metric(url, "kopilot_serving_requests_total", code="500") == 0
+        assert servers.metric(url, "kopilot_serving_requests_total", code="500") == 0
     finally:
         assert process.terminate() == 0
     log = (tmp_path / "log").read_text()
@@ -212,7 +205,7 @@ def test_a_client_gone_mid_upload_is_a_499_not_a_500(
 
 
 def test_probes_answer_with_idle_and_half_open_connections_beyond_the_cap(patient: str) -> None:
-    evicted = metric(patient, "kopilot_serving_connection_events_total", event="evicted")
+    evicted = servers.metric(patient, "kopilot_serving_connection_events_total", event="evicted")
     socks: list[socket.socket] = []
     try:
         for i in range(30):  # 8 allowed
@@ -229,7 +222,7 @@ def test_probes_answer_with_idle_and_half_open_connections_beyond_the_cap(patien
         assert good.status_code == 200, good.text
     finally:
         rawhttp.close_all(socks)
-    events = metric(patient, "kopilot_serving_connection_events_total", event="evicted")
+    events = servers.metric(patient, "kopilot_serving_connection_events_total", event="evicted")
     assert events - evicted >= 30 - 8
 
 
@@ -279,26 +272,7 @@ def test_a_burst_beyond_the_queue_gets_429_before_its_bodies_arrive(
 
         async def admitted() -> list[int]:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-
-                def detect() -> asyncio.Future[httpx.Response]:
-                    return asyncio.ensure_future(
-                        client.post(
-                            "/v1/detect", content=image, headers={"content-type": "image/png"}
-                        )
-                    )
-
-                async def until(name: str, value: float) -> None:
-                    for _ in range(600):
-                        if await asyncio.to_thread(metric, url, name) == value:
-                            return
-                        await asyncio.sleep(0.05)
-                    raise AssertionError(f"{name} never reached {value}")
-
-                post = [detect()]  # taken by the batcher, held in the model
-                await until("kopilot_serving_inflight_requests", 1)
-                await until("kopilot_serving_queue_depth", 0)
-                post.append(detect())  # waits in the queue (size 1)
-                await until("kopilot_serving_queue_depth", 1)
+                post = await servers.fill_one_slot(client, url, image)
                 try:
                     for _ in range(6):
                         sock = rawhttp.connect(url)

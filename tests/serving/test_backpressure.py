@@ -23,33 +23,12 @@ def test_a_full_queue_answers_429_and_accepted_requests_complete(
     image = images_util.solid(64, 64)
     with servers.threaded(servers.one_slot(tiny_classic), loader=loader) as (url, _):
 
-        def metric(name: str) -> str:
-            lines = httpx.get(f"{url}/metrics").text.splitlines()
-            return next(line.split()[-1] for line in lines if line.startswith(name + " "))
-
         async def scenario() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-
-                def post() -> asyncio.Future[httpx.Response]:
-                    return asyncio.ensure_future(
-                        client.post(
-                            "/v1/detect", content=image, headers={"content-type": "image/png"}
-                        )
-                    )
-
-                async def until(name: str, value: str) -> None:
-                    for _ in range(600):
-                        if await asyncio.to_thread(metric, name) == value:
-                            return
-                        await asyncio.sleep(0.05)
-                    raise AssertionError(f"{name} never reached {value}")
-
-                running = post()  # taken by the batcher, held in the model
-                await until("kopilot_serving_inflight_requests", "1.0")
-                await until("kopilot_serving_queue_depth", "0.0")
-                queued = post()  # waits in the queue (size 1)
-                await until("kopilot_serving_queue_depth", "1.0")
-                refused = await asyncio.gather(*(post() for _ in range(3)))
+                running, queued = await servers.fill_one_slot(client, url, image)
+                refused = await asyncio.gather(
+                    *(servers.post_image(client, image) for _ in range(3))
+                )
                 release.set()
                 return [await running, await queued, *refused]
 
