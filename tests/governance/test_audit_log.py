@@ -37,13 +37,19 @@ def test_reopening_continues_the_sequence(tmp_path: Path) -> None:
     assert [r["seq"] for r in audit.read(path)] == [1, 2]
 
 
-def test_a_torn_last_line_is_skipped_and_reported(tmp_path: Path) -> None:
-    path = tmp_path / "a.jsonl"
+def _torn_second_record(path: Path) -> bytes:
+    """Two records appended, then the last 25 bytes cut (a crash mid-write); the whole bytes."""
     log = audit.AuditLog(path)
     log.append(_verdict(1))
     log.append(_verdict(2))
     whole = path.read_bytes()
-    path.write_bytes(whole[: len(whole) - 25])  # the crash cut the second record
+    path.write_bytes(whole[: len(whole) - 25])
+    return whole
+
+
+def test_a_torn_last_line_is_skipped_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _torn_second_record(path)  # the crash cut the second record
     torn: list[audit.TornRecord] = []
     recs = list(audit.read(path, torn=torn))
     assert [r["seq"] for r in recs] == [1]
@@ -99,11 +105,7 @@ def test_a_writer_killed_mid_stream_leaves_only_whole_records(tmp_path: Path) ->
 def test_an_append_after_a_torn_tail_starts_on_a_fresh_line(tmp_path: Path) -> None:
     """A crash tore the last record; the restarted writer sets it aside and appends cleanly."""
     path = tmp_path / "a.jsonl"
-    log = audit.AuditLog(path)
-    log.append(_verdict(1))
-    log.append(_verdict(2))
-    whole = path.read_bytes()
-    path.write_bytes(whole[: len(whole) - 25])
+    whole = _torn_second_record(path)
     restarted = audit.AuditLog(path)
     restarted.append(_verdict(3))
     restarted.append(_verdict(4))
