@@ -62,6 +62,16 @@ def kopilot_run(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def service_accounts(api: apis.Api, namespace: str, *names: str) -> None:
+    """Create a ServiceAccount for each of `names` in `namespace`."""
+    for name in names:
+        api.post(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts",
+            {"metadata": {"name": name}},
+            "create a service account",
+        )
+
+
 def token(api: apis.Api, namespace: str, account: str, audience: str | None = None) -> str:
     """A 10-minute token of ServiceAccount `account` (for `audience`, else the API server's)."""
     spec: dict[str, Any] = {"expirationSeconds": 600}

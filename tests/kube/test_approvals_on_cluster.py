@@ -31,12 +31,7 @@ def team(api_client: k8s_client.ApiClient) -> Iterator[tuple[apis.Api, str, dict
     `bystander` (no binding); their tokens for the audience `kopilot` and one for the API server."""
     api = live.make_api(api_client)
     with live.namespace(api) as ns:
-        for account in ("approver", "bystander"):
-            api.post(
-                f"/api/v1/namespaces/{ns}/serviceaccounts",
-                {"metadata": {"name": account}},
-                "create a service account",
-            )
+        live.service_accounts(api, ns, "approver", "bystander")
         rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
         api.post(
             f"{rbac}/roles",

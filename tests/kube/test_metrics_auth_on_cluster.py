@@ -56,12 +56,7 @@ def scrapers(
     role = _reader_role(helm, f"m{uuid.uuid4().hex[:8]}")
     name = role["metadata"]["name"]
     with live.namespace(api) as ns:
-        for account in ("prometheus", "bystander"):
-            api.post(
-                f"/api/v1/namespaces/{ns}/serviceaccounts",
-                {"metadata": {"name": account}},
-                "create a service account",
-            )
+        live.service_accounts(api, ns, "prometheus", "bystander")
         api.post(f"{RBAC}/clusterroles", role, "create the metrics-reader role")
         try:
             api.post(

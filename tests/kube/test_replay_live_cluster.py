@@ -45,6 +45,17 @@ def _in(replay: replaying.Replay, family: str, namespace: str) -> dict[str, dict
     }
 
 
+def _served(replay: replaying.Replay, namespace: str) -> dict[str, float]:
+    """Per pod of `namespace`, its kopilot_serving_requests_total{code="200"}."""
+    return {
+        s.labels["pod"]: s.value
+        for f in replay.families()
+        if f.name == "kopilot_serving_requests_total"
+        for s in f.samples
+        if s.labels["namespace"] == namespace and s.labels["code"] == "200"
+    }
+
+
 def test_the_replay_reads_nodes_and_pods_from_the_api_server_and_follows_changes(
     api_client,
 ) -> None:
@@ -77,13 +88,7 @@ def test_the_replay_reads_nodes_and_pods_from_the_api_server_and_follows_changes
         assert set(before) == {"detector-0", "batch-0", "web-0"}
         assert before["detector-0"]["node"] == node
         exporter.families()
-        served = {
-            s.labels["pod"]: s.value
-            for f in replay.families()
-            if f.name == "kopilot_serving_requests_total"
-            for s in f.samples
-            if s.labels["namespace"] == ns and s.labels["code"] == "200"
-        }
+        served = _served(replay, ns)
         assert set(served) == {"detector-0", "web-0"}
 
         api.post(pods, _pod("detector-1", node, gpus=1), "create pod")
@@ -102,13 +107,7 @@ def test_the_replay_reads_nodes_and_pods_from_the_api_server_and_follows_changes
         assert exporter.problem is None
         gpus = _in(replay, "DCGM_FI_DEV_GPU_UTIL", ns)
         assert {p: g["gpu"] for p, g in gpus.items()} == {"detector-0": "0", "detector-1": "1"}
-        after = {
-            s.labels["pod"]: s.value
-            for f in replay.families()
-            if f.name == "kopilot_serving_requests_total"
-            for s in f.samples
-            if s.labels["namespace"] == ns and s.labels["code"] == "200"
-        }
+        after = _served(replay, ns)
         assert after["detector-0"] > served["detector-0"]  # its counters carried on
 
 
