@@ -156,32 +156,28 @@ def _latest_tag(docs: list[Doc]) -> Iterator[Finding]:
                 yield Finding(check="latest-tag", object=ref(w), detail=f"{where}: {image}")
 
 
-@check("unset-cpu-requirements")
-def _cpu(docs: list[Doc]) -> Iterator[Finding]:
+def _unset(docs: list[Doc], resource: str) -> Iterator[Finding]:
+    """kube-linter's unset-<resource>-requirements: a container without requests or limits of it."""
     for w in workloads(docs):
         for where, c in containers(w):
             res = c.get("resources") or {}
             for part in ("requests", "limits"):
-                if "cpu" not in (res.get(part) or {}):
+                if resource not in (res.get(part) or {}):
                     yield Finding(
-                        check="unset-cpu-requirements",
+                        check=f"unset-{resource}-requirements",
                         object=ref(w),
-                        detail=f"{where}: no {part}.cpu",
+                        detail=f"{where}: no {part}.{resource}",
                     )
+
+
+@check("unset-cpu-requirements")
+def _cpu(docs: list[Doc]) -> Iterator[Finding]:
+    yield from _unset(docs, "cpu")
 
 
 @check("unset-memory-requirements")
 def _memory(docs: list[Doc]) -> Iterator[Finding]:
-    for w in workloads(docs):
-        for where, c in containers(w):
-            res = c.get("resources") or {}
-            for part in ("requests", "limits"):
-                if "memory" not in (res.get(part) or {}):
-                    yield Finding(
-                        check="unset-memory-requirements",
-                        object=ref(w),
-                        detail=f"{where}: no {part}.memory",
-                    )
+    yield from _unset(docs, "memory")
 
 
 @check("no-liveness-probe")
