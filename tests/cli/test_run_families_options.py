@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.kube.test_run_e2e import kopilot_run
+from tests.kube.live import kopilot_run
 
 
 def test_a_bad_price_book_is_one_clear_line(tmp_path: Path) -> None:
