@@ -25,12 +25,20 @@ def field_errors(e: pydantic.ValidationError) -> str:
     )
 
 
+def _one_line(e: yaml.YAMLError) -> str:
+    """PyYAML's problem and where, on one line (its own message spans several, with a caret)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"{e.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())
+
+
 def parse(text: str, schema: type[M], *, source: str, what: str) -> M:
     """Parse YAML `text` into `schema`; `what` names the kind of file in messages ("scenario")."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise errors.InvalidInputError(f"{what} {source}: not valid YAML ({e})") from e
+        raise errors.InvalidInputError(f"{what} {source}: not valid YAML ({_one_line(e)})") from e
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -23,6 +23,8 @@ import prometheus_client
 _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+LATENCY_BUCKETS = _LATENCY_BUCKETS
+"""Request-duration bucket bounds (the replay exporter publishes the same)."""
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 

@@ -29,13 +29,14 @@ from kopilot.governance import audit, governor, guardrails, verdicts
 from kopilot.health import monitors
 from kopilot.loop import cycles, worlds
 from kopilot.model import actions, cluster, resources, series
+from kopilot.sim import behaviours
 
 TICK_S = 30.0
 NODES = 6
 GPUS_PER_NODE = 4
 PODS = 12
 SERVICE = "ml/detector"
-MEMORY_LIMIT_MIB = 8192.0
+MEMORY_LIMIT_MIB = behaviours.REFERENCE_LIMIT_MIB
 WINDOW = 120
 """Points of history each stream shows in a snapshot (one hour)."""
 
@@ -134,8 +135,7 @@ class FaultWorld:
         return t / 3600.0
 
     def xid_rate(self, t: float) -> float:
-        since = self._h(t) - self.plan.xid_at_h
-        return 0.0 if since < 0 else 0.2 + 3.0 * since
+        return behaviours.xid_rate_per_min(self._h(t) - self.plan.xid_at_h)
 
     def gpu_dead(self, t: float) -> bool:
         return self._h(t) - self.plan.xid_at_h >= self.plan.xid_fatal_after_h
@@ -156,24 +156,24 @@ class FaultWorld:
             node, gpu = self.placement[i]
             if i == p.leak_pod and self._h(t) >= p.leak_at_h:
                 self.leak[i] += p.leak_mib_per_min * TICK_S / 60.0
-            memory = 6000.0 + 400.0 * load + rnd.normal(0.0, 25.0) + self.leak[i]
+            memory = behaviours.memory_mib(load, rnd) + self.leak[i]
             extra_errors = 0.0
             if memory >= MEMORY_LIMIT_MIB:
                 self.impact.oom_kills += 1
                 self.leak[i] = 0.0
-                extra_errors += 40.0
-                memory = 6000.0 + 400.0 * load
+                extra_errors += behaviours.OOM_KILL_ERRORS
+                memory = behaviours.quiet_memory_mib(load)
             slow = 1.0
             on_broken = False
             if node == p.xid_node and gpu == p.xid_gpu:
                 extra_errors += rnd.poisson(0.5 * self.xid_rate(t))
                 if self.gpu_dead(t):
-                    extra_errors += 60.0
-                    slow *= 3.0
+                    extra_errors += behaviours.DEAD_GPU_ERRORS_PER_MIN
+                    slow *= behaviours.DEAD_GPU_SLOWDOWN
                 on_broken = self.xid_rate(t) > 0
             if node == p.bad_node and self.node_bad(t):
-                extra_errors += rnd.poisson(8.0)
-                slow *= 2.0
+                extra_errors += rnd.poisson(behaviours.BAD_NODE_ERRORS_PER_MIN)
+                slow *= behaviours.BAD_NODE_SLOWDOWN
                 on_broken = True
             if self.regressed(t):
                 slow *= p.regression_factor
@@ -181,8 +181,8 @@ class FaultWorld:
                 self.impact.pod_minutes_on_broken_hardware += TICK_S / 60.0
             if i not in self.shifted:
                 self.impact.failed_requests += extra_errors * TICK_S / 60.0
-            latency = 80.0 * (1.0 + 0.5 * load) * slow + rnd.normal(0.0, 4.0)
-            errors = rnd.poisson(0.3) + extra_errors
+            latency = behaviours.latency_ms(load, rnd, slowdown=slow)
+            errors = behaviours.baseline_errors(rnd) + extra_errors
             self._put(
                 f"pod/{pod_name(i)}",
                 k,
@@ -195,7 +195,7 @@ class FaultWorld:
                 xid = rnd.poisson(
                     0.002 + (self.xid_rate(t) if (n, g) == (p.xid_node, p.xid_gpu) else 0.0)
                 )
-                temp = 55.0 + 15.0 * load + rnd.normal(0.0, 1.0)
+                temp = behaviours.temperature_c(load, rnd)
                 self._put(f"gpu/{node_name(n)}/{g}", k, temperature_c=temp, xid_per_min=float(xid))
             bad = n == p.bad_node and self.node_bad(t)
             self._put(
