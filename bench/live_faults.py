@@ -55,8 +55,16 @@ REMEDIES = frozenset({"Restart", "Cordon", "Scale", "Recommend"})
 class Timing:
     speed: float
     normal_s: float
-    fault_s: float
-    faults: tuple[str, ...]
+    windows: dict[str, float]
+    """Each fault's window (wall s), in order: it is active this long, then its cost is read."""
+    history_s: float
+    """`kopilot run --signals-history`: the leak fit spans it, the level-shift rule needs 60
+    points (120 s at the 2 s step) of it."""
+    leak_mib_per_min: float
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        return tuple(self.windows)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -209,6 +217,8 @@ def policy_file(workdir: Path, *, acting: bool, speed: float) -> Path:
         "  health:\n"
         "    require_approval: [Restart, Cordon]\n"
         f"    leak_horizon_s: {7200.0 / speed:g}\n"
+        f"    xid_count: {3.0 / speed:g}\n"
+        f"    xid_window_s: {2400.0 / speed:g}\n"
     )
     return path
 
@@ -253,10 +263,15 @@ def fault_body(kind: str, pods: dict[str, str], timing: Timing) -> tuple[dict[st
     for pod, node in sorted(pods.items()):
         by_node.setdefault(node, []).append(pod)
     busy = sorted(by_node, key=lambda n: (-len(by_node[n]), n))
-    duration = f"{round(timing.fault_s * timing.speed)}s"
+    duration = f"{round(timing.windows[kind] * timing.speed)}s"
     if kind == "leak":
         pod = by_node[busy[0]][0]
-        leak = {"kind": "leak", "pod": f"{NS}/{pod}", "mib_per_min": 30, "duration": duration}
+        leak = {
+            "kind": "leak",
+            "pod": f"{NS}/{pod}",
+            "mib_per_min": timing.leak_mib_per_min,
+            "duration": duration,
+        }
         return leak, f"pod/{NS}/{pod}"
     if kind == "xid-storm":
         node = busy[1]
@@ -288,7 +303,7 @@ def cost(
 ) -> dict[str, float]:
     """What the fault cost over its window, in trace units (the exporter's counters advance at
     the trace's rate divided by the speed)."""
-    window = f"{round(timing.fault_s)}s"
+    window = f"{round(timing.windows[kind])}s"
     if kind == "leak":
         pod = target.rsplit("/", maxsplit=1)[-1]
         q = f'max_over_time(sum(kube_pod_container_status_restarts_total{{namespace="{NS}",pod="{pod}"}})[{window}:1s])'
@@ -393,7 +408,7 @@ def run_mode(
             "--interval",
             "2",
             "--signals-history",
-            "40",
+            f"{timing.history_s:g}",
             "--signals-step",
             "2",
             "--namespace",
@@ -472,7 +487,7 @@ def run_fault(kind: str, live: Live) -> Outcome:
         fault=kind, target=target, injected_wall=time.monotonic(), injected_trace=trace_now
     )
     log(f"{mode}: injected {kind} on {target}")
-    end = out.injected_wall + timing.fault_s
+    end = out.injected_wall + timing.windows[kind]
     while time.monotonic() < end:
         for r in audit.new():
             if not matches(r, target):
@@ -551,13 +566,25 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        timing = Timing(speed=args.speed, normal_s=30.0, fault_s=90.0, faults=("leak",))
+        timing = Timing(
+            speed=args.speed,
+            normal_s=30.0,
+            windows={"leak": 90.0},
+            history_s=40.0,
+            leak_mib_per_min=30.0,
+        )
     else:
         timing = Timing(
             speed=args.speed,
             normal_s=60.0,
-            fault_s=60.0,
-            faults=("leak", "xid-storm", "bad-node", "latency-regression"),
+            windows={
+                "leak": 130.0,
+                "xid-storm": 90.0,
+                "bad-node": 75.0,
+                "latency-regression": 75.0,
+            },
+            history_s=130.0,
+            leak_mib_per_min=20.0,
         )
     cache = Path(os.environ.get("KOPILOT_CACHE", Path.home() / ".cache" / "kopilot"))
     binaries = controlplane.pinned_binaries(
