@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -91,6 +92,15 @@ class RunResult:
     outcomes: list[Outcome]
 
 
+STOPPING = threading.Event()
+"""Set on Ctrl-C: both runs stop waiting, and every process they started is stopped."""
+
+
+def pause(seconds: float) -> None:
+    if STOPPING.wait(seconds):
+        raise SystemExit("interrupted")
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -146,7 +156,8 @@ def make_cluster(api: apis.Api) -> dict[str, str]:
             {
                 "maxSkew": 1,
                 "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "nodeTaintsPolicy": "Honor",  # a cordoned node is out of the count
                 "labelSelector": {"matchLabels": {"app": APP}},
             }
         ],
@@ -257,15 +268,29 @@ class Audit:
         return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
 
 
-def fault_body(kind: str, pods: dict[str, str], timing: Timing) -> tuple[dict[str, Any], str]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Targets:
+    """Where each fault goes, chosen from the layout at the start (2, 2, 1, 1 pods a node) the
+    same way in both runs: the leak in a pod of a two-pod node, the XID storm on the other
+    two-pod node, the bad node a one-pod node."""
+
+    leak_pod: str
+    xid_node: str
+    bad_node: str
+
+    @staticmethod
+    def of(pods: dict[str, str]) -> Targets:
+        count = {n: sum(1 for m in pods.values() if m == n) for n in NODES}
+        busy = sorted(NODES, key=lambda n: (-count[n], n))
+        leak_pod = min(p for p, n in pods.items() if n == busy[0])
+        return Targets(leak_pod=leak_pod, xid_node=busy[1], bad_node=busy[2])
+
+
+def fault_body(kind: str, at: Targets, timing: Timing) -> tuple[dict[str, Any], str]:
     """The POST /faults body of `kind`, and the target the remedy must name."""
-    by_node: dict[str, list[str]] = {}
-    for pod, node in sorted(pods.items()):
-        by_node.setdefault(node, []).append(pod)
-    busy = sorted(by_node, key=lambda n: (-len(by_node[n]), n))
     duration = f"{round(timing.windows[kind] * timing.speed)}s"
     if kind == "leak":
-        pod = by_node[busy[0]][0]
+        pod = at.leak_pod
         leak = {
             "kind": "leak",
             "pod": f"{NS}/{pod}",
@@ -274,10 +299,10 @@ def fault_body(kind: str, pods: dict[str, str], timing: Timing) -> tuple[dict[st
         }
         return leak, f"pod/{NS}/{pod}"
     if kind == "xid-storm":
-        node = busy[1]
+        node = at.xid_node
         return {"kind": "xid-storm", "node": node, "gpu": 0, "duration": duration}, f"node/{node}"
     if kind == "bad-node":
-        node = busy[2]
+        node = at.bad_node
         return {"kind": "bad-node", "node": node, "duration": duration}, f"node/{node}"
     body = {"kind": "latency-regression", "service": f"{NS}/{APP}", "factor": 3.0}
     return {**body, "duration": duration}, f"service/{NS}/{APP}"
@@ -290,12 +315,19 @@ def from_health(record: dict[str, Any]) -> bool:
 
 
 def matches(record: dict[str, Any], target: str) -> bool:
+    """Whether `record` is health's remedy for the fault on `target`: the Restart of the leaking
+    pod (not an alert about it), the Cordon of the node, or any action on the service's latency or its pods' (a service
+    stream that fired earlier stays quiet for health's `refire_s`; its pods' streams speak)."""
     action = record.get("action") or {}
     if not from_health(record):
         return False
     if target.startswith("node/"):
         return action.get("kind") == "Cordon" and action.get("node") == target[5:]
-    return str(action.get("target", "")) == target
+    if target.startswith("service/"):
+        metric = (action.get("evidence") or {}).get("metric")
+        on = str(action.get("target", ""))
+        return metric == "latency_ms" and (on == target or on.startswith(f"pod/{NS}/{APP}-"))
+    return action.get("kind") == "Restart" and str(action.get("target", "")) == target
 
 
 def cost(
@@ -432,7 +464,7 @@ def run_mode(
         log(
             f"{mode}: kopilot run started; normal stretch of {timing.normal_s:.0f} s ({timing.normal_s * timing.speed / 3600:.1f} trace h)"
         )
-        time.sleep(timing.normal_s)
+        pause(timing.normal_s)
         normal = [r for r in audit.new() if from_health(r)]
         remedies = [
             f"{r['action']['kind']} {r['action']['target']}"
@@ -453,6 +485,7 @@ def run_mode(
             audit=audit,
             queue=queue,
             timing=timing,
+            targets=Targets.of(pods),
         )
         outcomes = [run_fault(kind, parts) for kind in timing.faults]
         return RunResult(
@@ -472,13 +505,14 @@ class Live:
     audit: Audit
     queue: Path
     timing: Timing
+    targets: Targets
 
 
 def run_fault(kind: str, live: Live) -> Outcome:
     api, exporter, prom, audit, queue = live.api, live.exporter, live.prom, live.audit, live.queue
     timing, acting, mode = live.timing, live.acting, live.mode
     pods = running_pods(api)
-    body, target = fault_body(kind, pods, timing)
+    body, target = fault_body(kind, live.targets, timing)
     audit.new()  # what came before the fault is not its detection
     response = httpx.post(f"{exporter}/faults", json=body, timeout=10)
     response.raise_for_status()
@@ -512,7 +546,7 @@ def run_fault(kind: str, live: Live) -> Outcome:
                 out.applied_wall = now
                 out.verdict = "approved"
                 log(f"{mode}: {out.action} applied {now - out.injected_wall:.0f} s after injection")
-        time.sleep(0.5)
+        pause(0.5)
     out.cost = cost(prom, kind, target, pods, timing)
     log(f"{mode}: {kind}: " + ", ".join(f"{k} {v:.0f}" for k, v in out.cost.items()))
     return out
@@ -576,10 +610,10 @@ def main() -> None:
     else:
         timing = Timing(
             speed=args.speed,
-            normal_s=60.0,
+            normal_s=180.0,
             windows={
-                "leak": 130.0,
-                "xid-storm": 90.0,
+                "leak": 120.0,
+                "xid-storm": 80.0,
                 "bad-node": 75.0,
                 "latency-regression": 75.0,
             },
@@ -603,7 +637,11 @@ def main() -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         observing = pool.submit(run_mode, "observe-only", timing, args.seed, binaries, args.keep)
         acting = pool.submit(run_mode, "remediating", timing, args.seed, binaries, args.keep)
-        observe, act = observing.result(), acting.result()
+        try:
+            observe, act = observing.result(), acting.result()
+        except KeyboardInterrupt:
+            STOPPING.set()
+            raise
     print()
     print(report(observe, act, timing))
     print(f"\nwhole run {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.1f}")
