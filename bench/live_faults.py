@@ -280,6 +280,7 @@ class Targets:
     busiest node, the XID storm on the next, the bad node on the third."""
 
     leak_pod: str
+    leak_node: str
     xid_node: str
     bad_node: str
 
@@ -288,10 +289,12 @@ class Targets:
         count = {n: sum(1 for m in pods.values() if m == n) for n in NODES}
         busy = sorted(NODES, key=lambda n: (-count[n], n))
         leak_pod = min(p for p, n in pods.items() if n == busy[0])
-        return Targets(leak_pod=leak_pod, xid_node=busy[1], bad_node=busy[2])
+        return Targets(leak_pod=leak_pod, leak_node=busy[0], xid_node=busy[1], bad_node=busy[2])
 
 
-def fault_body(kind: str, at: Targets, timing: Timing) -> tuple[dict[str, Any], str]:
+def fault_body(
+    kind: str, at: Targets, pods: dict[str, str], timing: Timing
+) -> tuple[dict[str, Any], str]:
     """The POST /faults body of `kind`, and the target the remedy must name."""
     duration = f"{round(timing.windows[kind] * timing.speed)}s"
     if kind == "leak":
@@ -307,7 +310,11 @@ def fault_body(kind: str, at: Targets, timing: Timing) -> tuple[dict[str, Any], 
         node = at.xid_node
         return {"kind": "xid-storm", "node": node, "gpu": 0, "duration": duration}, f"node/{node}"
     if kind == "bad-node":
-        node = at.bad_node
+        # The busiest node now other than the XID storm's and the leak's: a drain may have
+        # moved pods since the start, and a bad node without pods costs nothing to anyone.
+        count = {n: sum(1 for m in pods.values() if m == n) for n in NODES}
+        others = [n for n in NODES if n not in (at.xid_node, at.leak_node)]
+        node = min(others, key=lambda n: (-count[n], n != at.bad_node, n))
         return {"kind": "bad-node", "node": node, "duration": duration}, f"node/{node}"
     body = {"kind": "latency-regression", "service": f"{NS}/{APP}", "factor": 3.0}
     return {**body, "duration": duration}, f"service/{NS}/{APP}"
@@ -517,7 +524,7 @@ def run_fault(kind: str, live: Live) -> Outcome:
     api, exporter, prom, audit, queue = live.api, live.exporter, live.prom, live.audit, live.queue
     timing, acting, mode = live.timing, live.acting, live.mode
     pods = running_pods(api)
-    body, target = fault_body(kind, live.targets, timing)
+    body, target = fault_body(kind, live.targets, pods, timing)
     audit.new()  # what came before the fault is not its detection
     response = httpx.post(f"{exporter}/faults", json=body, timeout=10)
     response.raise_for_status()
