@@ -277,7 +277,8 @@ class Audit:
 class Targets:
     """Where each fault goes, chosen from the layout at the start the same way in both runs
     (the scheduler spreads the six pods 2, 2, 1, 1 when it can): the leak in a pod of the
-    busiest node, the XID storm on the next, the bad node on the third."""
+    busiest node, the XID storm on the next; the bad node is picked when it is injected
+    (`bad_node` only breaks ties)."""
 
     leak_pod: str
     leak_node: str
