@@ -25,24 +25,20 @@ failures, durations) start again from 0, as a new process's do, and `rate()` see
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 
 from kopilot.kits import randomness
 from kopilot.model import series
-from kopilot.sim import behaviours, clusterfiles, injections, scenarios
+from kopilot.sim import behaviours, clusterfiles, exporters, injections, scenarios
 from kopilot.traces import genai, usage
 
-MIB = 1024.0**2
 XID_BACKGROUND_PER_MIN = 0.002
 """XIDs a minute of any GPU (an application fault now and then, XID 13), as the twin has."""
-XID_APP, XID_STORM, XID_OFF_BUS = 13, 48, 79
 MAX_STEPS_PER_S = 1000
 """Steps of the replay a wall second it may be asked to keep up with (speed / tick)."""
 _LATENCY_SIGMA = 0.35
@@ -80,67 +76,6 @@ class Settings:
     xid_window_s: float = 300.0
 
 
-Labels = Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    labels: Labels
-    value: float
-
-
-@dataclass(frozen=True, slots=True)
-class Histogram:
-    labels: Labels
-    buckets: tuple[tuple[float, float], ...]
-    """(upper bound, cumulative count), ending with +Inf."""
-    total: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Family:
-    name: str
-    kind: Literal["gauge", "counter", "histogram", "unknown"]
-    """`unknown` (untyped in the text format): a counter whose name cannot end in `_total`."""
-    help: str
-    samples: tuple[Sample, ...] = ()
-    histograms: tuple[Histogram, ...] = ()
-
-
-@dataclass(slots=True)
-class _Pod:
-    spec: clusterfiles.PodSpec
-    uid: str
-    ip: str
-    column: int
-    leak_mib: float = 0.0
-    memory_mib: float = 0.0
-    cores: float = 0.0
-    cpu_seconds: float = 0.0
-    ok: float = 0.0
-    failed: float = 0.0
-    restarts: int = 0
-    buckets: list[float] = field(default_factory=list)
-    count: float = 0.0
-    total_s: float = 0.0
-
-
-@dataclass(slots=True)
-class _Gpu:
-    node: clusterfiles.NodeSpec
-    spec: clusterfiles.GpuSpec
-    pod: _Pod | None
-    util: float = 0.0
-    temperature: float = 0.0
-    fb_used_mib: float = 0.0
-    last_xid: int = 0
-    xids: collections.deque[tuple[float, int, int]] = field(default_factory=collections.deque)
-    xid_totals: dict[int, float] = field(
-        default_factory=lambda: dict.fromkeys((XID_APP, XID_STORM, XID_OFF_BUS), 0.0)
-    )
-    """Every code the replay can raise starts at 0, so `rate()` sees the first XID too."""
-
-
 class Replay:
     """The cluster's series at trace time `now_s`; `advance_to` steps it, `inject` adds faults."""
 
@@ -161,6 +96,7 @@ class Replay:
             )
         self.cluster = cluster
         self.settings = settings
+        self._log_bounds = tuple(math.log(b) for b in settings.latency_buckets)
         self._rnd = np.random.default_rng(randomness.rng(settings.seed, "replay").getrandbits(64))
         d = traces.demand
         self._demand_t = d.times - d.times[0]
@@ -181,11 +117,11 @@ class Replay:
     def _objects(
         self,
         cluster: clusterfiles.ClusterSpec,
-        pods_before: Mapping[str, _Pod],
-        gpus_before: Mapping[str, _Gpu],
-    ) -> tuple[list[_Pod], list[_Gpu]]:
+        pods_before: Mapping[str, exporters.PodState],
+        gpus_before: Mapping[str, exporters.GpuState],
+    ) -> tuple[list[exporters.PodState], list[exporters.GpuState]]:
         """State for every pod and GPU of `cluster`, kept for those that were there before."""
-        pods: list[_Pod] = []
+        pods: list[exporters.PodState] = []
         gpu_pods = 0
         nodes = {n.name: j for j, n in enumerate(cluster.nodes)}
         for i, p in enumerate(cluster.pods):
@@ -193,7 +129,7 @@ class Replay:
             if pod is not None:
                 pod.spec = p
             else:
-                pod = _Pod(
+                pod = exporters.PodState(
                     spec=p,
                     uid=_uid(p.key),
                     ip=f"10.244.{nodes[p.node] % 256}.{(i % 250) + 2}",
@@ -203,12 +139,12 @@ class Replay:
             gpu_pods += 1 if p.gpus else 0
             pods.append(pod)
         owners = {(p.spec.node, g): p for p in pods for g in p.spec.gpus}
-        gpus: list[_Gpu] = []
+        gpus: list[exporters.GpuState] = []
         for n in cluster.nodes:
             for g in n.gpus:
                 gpu = gpus_before.get(f"{n.name}/{g.index}")
                 if gpu is None:
-                    gpu = _Gpu(node=n, spec=g, pod=None)
+                    gpu = exporters.GpuState(node=n, spec=g, pod=None)
                 gpu.node, gpu.spec, gpu.pod = n, g, owners.get((n.name, g.index))
                 gpus.append(gpu)
         return pods, gpus
@@ -271,15 +207,15 @@ class Replay:
         for g in self._gpus:
             key = f"{g.node.name}/{g.spec.index}"
             rate = XID_BACKGROUND_PER_MIN
-            code = XID_APP
+            code = exporters.XID_APP
             storm = storms.get(key)
             if storm is not None:
                 since = t - storm.at_s
                 rate += behaviours.xid_rate_per_min(since / 3600.0)
-                code = XID_STORM
+                code = exporters.XID_STORM
                 if since >= storm.knob:
                     dead.add(key)
-                    code = XID_OFF_BUS
+                    code = exporters.XID_OFF_BUS
             util = 0.0 if g.pod is None or key in dead else float(duty[g.pod.column % len(duty)])
             g.util = util
             g.temperature = behaviours.temperature_c(util / 100.0, rnd)
@@ -296,7 +232,7 @@ class Replay:
         slower = {f.target: f.knob for f in active if f.kind is injections.Kind.LATENCY_REGRESSION}
         for p in self._pods:
             spec = p.spec
-            limit_mib = spec.memory_limit_bytes / MIB
+            limit_mib = spec.memory_limit_bytes / exporters.MIB
             p.leak_mib += leaks.get(spec.key, 0.0) * dt / 60.0
             memory = behaviours.memory_mib(load, rnd, limit_mib=limit_mib) + p.leak_mib
             oom = 0.0
@@ -339,254 +275,27 @@ class Replay:
             p.ok += max(0.0, requests - errors) / s.speed
             self._observe(p, answered, max(p99_ms, 1.0) / 1000.0)
 
-    def _observe(self, p: _Pod, n: float, p99_s: float) -> None:
+    def _observe(self, p: exporters.PodState, n: float, p99_s: float) -> None:
         """Add `n` requests whose durations are log-normal with the given p99."""
         if n <= 0:
             return
-        median = p99_s / math.exp(_Z99 * _LATENCY_SIGMA)
-        for i, bound in enumerate(self.settings.latency_buckets):
-            z = (math.log(bound) - math.log(median)) / _LATENCY_SIGMA
-            p.buckets[i] += n * 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+        log_median = math.log(p99_s) - _Z99 * _LATENCY_SIGMA
+        scale = 1.0 / (_LATENCY_SIGMA * math.sqrt(2.0))
+        buckets = p.buckets
+        for i, log_bound in enumerate(self._log_bounds):
+            buckets[i] += n * 0.5 * (1.0 + math.erf((log_bound - log_median) * scale))
         p.count += n
-        p.total_s += n * median * math.exp(_LATENCY_SIGMA**2 / 2.0)
+        p.total_s += n * math.exp(log_median + _LATENCY_SIGMA**2 / 2.0)
 
     # -- what the exporters publish --------------------------------------------------------
-    def families(self) -> tuple[Family, ...]:
+    def families(self) -> tuple[exporters.Family, ...]:
         """Every metric family at the current trace time."""
-        return (*self._kube_state(), *self._cadvisor(), *self._dcgm(), *self._serving())
-
-    def _kube_state(self) -> list[Family]:
-        capacity = []
-        for n in self.cluster.nodes:
-            for name, amount in n.capacity.items():
-                resource, unit = clusterfiles.ksm_resource(name)
-                capacity.append(
-                    Sample({"node": n.name, "resource": resource, "unit": unit}, amount)
-                )
-        info: list[Sample] = []
-        owner: list[Sample] = []
-        requests: list[Sample] = []
-        limits: list[Sample] = []
-        restarts: list[Sample] = []
-        for p in self._pods:
-            sp = p.spec
-            ident = {"namespace": sp.namespace, "pod": sp.name, "uid": p.uid}
-            info.append(
-                Sample(
-                    {
-                        **ident,
-                        "node": sp.node,
-                        "pod_ip": p.ip,
-                        "host_ip": f"10.0.{p.ip.split('.')[2]}.1",
-                        "created_by_kind": sp.owner_kind,
-                        "created_by_name": sp.owner_name,
-                        "priority_class": "",
-                        "host_network": "false",
-                    },
-                    1.0,
-                )
-            )
-            owner.append(
-                Sample(
-                    {
-                        **ident,
-                        "owner_kind": sp.owner_kind,
-                        "owner_name": sp.owner_name,
-                        "owner_is_controller": "<none>" if sp.owner_kind == "<none>" else "true",
-                    },
-                    1.0,
-                )
-            )
-            cont = {**ident, "container": sp.container, "node": sp.node}
-            for out, amounts in ((requests, sp.requests), (limits, sp.limits)):
-                for name, amount in amounts.items():
-                    resource, unit = clusterfiles.ksm_resource(name)
-                    out.append(Sample({**cont, "resource": resource, "unit": unit}, amount))
-            restarts.append(Sample({**ident, "container": sp.container}, float(p.restarts)))
-        return [
-            Family(
-                name="kube_node_status_capacity",
-                kind="gauge",
-                help="The capacity for different resources of a node.",
-                samples=tuple(capacity),
-            ),
-            Family(
-                name="kube_pod_info",
-                kind="gauge",
-                help="Information about pod.",
-                samples=tuple(info),
-            ),
-            Family(
-                name="kube_pod_owner",
-                kind="gauge",
-                help="Information about the Pod's owner.",
-                samples=tuple(owner),
-            ),
-            Family(
-                name="kube_pod_container_resource_requests",
-                kind="gauge",
-                help="The number of requested request resource by a container.",
-                samples=tuple(requests),
-            ),
-            Family(
-                name="kube_pod_container_resource_limits",
-                kind="gauge",
-                help="The number of requested limit resource by a container.",
-                samples=tuple(limits),
-            ),
-            Family(
-                name="kube_pod_container_status_restarts_total",
-                kind="counter",
-                help="The number of container restarts per container.",
-                samples=tuple(restarts),
-            ),
-        ]
-
-    def _cadvisor(self) -> list[Family]:
-        """Per container, plus the pod's own cgroup (container="") as cAdvisor reports it."""
-        memory, cpu = [], []
-        for p in self._pods:
-            sp = p.spec
-            for container in (sp.container, ""):
-                labels = {
-                    "namespace": sp.namespace,
-                    "pod": sp.name,
-                    "container": container,
-                    "node": sp.node,
-                }
-                memory.append(Sample(labels, p.memory_mib * MIB))
-                cpu.append(Sample(labels, p.cpu_seconds))
-        return [
-            Family(
-                name="container_memory_working_set_bytes",
-                kind="gauge",
-                help="Current working set of the container in bytes",
-                samples=tuple(memory),
-            ),
-            Family(
-                name="container_cpu_usage_seconds_total",
-                kind="counter",
-                help="Cumulative cpu time consumed in seconds.",
-                samples=tuple(cpu),
-            ),
-        ]
-
-    def _dcgm(self) -> list[Family]:
-        util: list[Sample] = []
-        fb: list[Sample] = []
-        temp: list[Sample] = []
-        last: list[Sample] = []
-        counts: list[Sample] = []
-        totals: list[Sample] = []
-        for g in self._gpus:
-            pod = g.pod.spec if g.pod is not None else None
-            labels = {
-                "gpu": str(g.spec.index),
-                "UUID": g.spec.uuid,
-                "device": f"nvidia{g.spec.index}",
-                "modelName": g.node.gpu_model,
-                "Hostname": g.node.name,
-                "container": pod.container if pod else "",
-                "namespace": pod.namespace if pod else "",
-                "pod": pod.name if pod else "",
-            }
-            util.append(Sample(labels, round(g.util)))
-            fb.append(Sample(labels, round(g.fb_used_mib)))
-            temp.append(Sample(labels, round(g.temperature)))
-            last.append(Sample(labels, float(g.last_xid)))
-            seen: dict[int, int] = collections.defaultdict(int)
-            for _, code, n in g.xids:
-                seen[code] += n
-            counts.extend(
-                Sample({**labels, "xid": str(code)}, float(n)) for code, n in sorted(seen.items())
-            )
-            totals.extend(
-                Sample({**labels, "xid": str(code)}, n) for code, n in sorted(g.xid_totals.items())
-            )
-        return [
-            Family(
-                name="DCGM_FI_DEV_GPU_UTIL",
-                kind="gauge",
-                help="GPU utilization (in %).",
-                samples=tuple(util),
-            ),
-            Family(
-                name="DCGM_FI_DEV_FB_USED",
-                kind="gauge",
-                help="Framebuffer memory used (in MiB).",
-                samples=tuple(fb),
-            ),
-            Family(
-                name="DCGM_FI_DEV_GPU_TEMP",
-                kind="gauge",
-                help="GPU temperature (in C).",
-                samples=tuple(temp),
-            ),
-            Family(
-                name="DCGM_FI_DEV_XID_ERRORS",
-                kind="gauge",
-                help="Value of the last XID error encountered.",
-                samples=tuple(last),
-            ),
-            Family(
-                name="DCGM_EXP_XID_ERRORS_COUNT",
-                kind="gauge",
-                help="Count of XID Errors within user-specified time window "
-                "(see xid-count-window-size param).",
-                samples=tuple(counts),
-            ),
-            Family(
-                name="DCGM_EXP_XID_ERRORS_TOTAL",
-                kind="unknown",  # a counter, but prometheus_client only writes `..._total` ones
-                help="XID errors since the exporter started, by XID code.",
-                samples=tuple(totals),
-            ),
-        ]
-
-    def _serving(self) -> list[Family]:
-        answered, failures, durations, ready = [], [], [], []
-        bounds = self.settings.latency_buckets
-        for p in self._pods:
-            sp = p.spec
-            if sp.serving is None:
-                continue
-            ident = {
-                "namespace": sp.namespace,
-                "pod": sp.name,
-                "service": sp.service.split("/", 1)[1],
-            }
-            answered.append(Sample({**ident, "code": "200"}, p.ok))
-            answered.append(Sample({**ident, "code": "500"}, p.failed))
-            failures.append(Sample({**ident, "reason": "internal"}, p.failed))
-            cumulative = tuple(zip(bounds, p.buckets, strict=True))
-            durations.append(Histogram(ident, (*cumulative, (math.inf, p.count)), p.total_s))
-            ready.append(Sample(ident, 1.0))
-        return [
-            Family(
-                name="kopilot_serving_requests_total",
-                kind="counter",
-                help="Detection requests answered, by HTTP status.",
-                samples=tuple(answered),
-            ),
-            Family(
-                name="kopilot_serving_request_failures_total",
-                kind="counter",
-                help="Detection requests answered with an error, by reason.",
-                samples=tuple(failures),
-            ),
-            Family(
-                name="kopilot_serving_request_duration_seconds",
-                kind="histogram",
-                help="Time from a detection request's arrival to its answer.",
-                histograms=tuple(durations),
-            ),
-            Family(
-                name="kopilot_serving_ready",
-                kind="gauge",
-                help="1 once the model is loaded and warmed up.",
-                samples=tuple(ready),
-            ),
-        ]
+        return (
+            *exporters.kube_state(self.cluster, self._pods),
+            *exporters.cadvisor(self._pods),
+            *exporters.dcgm(self._gpus),
+            *exporters.serving(self._pods, self.settings.latency_buckets),
+        )
 
 
 def _uid(key: str) -> str:
@@ -594,4 +303,4 @@ def _uid(key: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-__all__ = ["Family", "Histogram", "Replay", "Sample", "Settings", "Traces", "bundled_traces"]
+__all__ = ["Replay", "Settings", "Traces", "bundled_traces"]

@@ -27,7 +27,7 @@ from prometheus_client import core, registry, utils
 
 from kopilot.kits import clocks
 from kopilot.model import errors
-from kopilot.sim import clusterfiles, injections, replaying
+from kopilot.sim import clusterfiles, exporters, injections, replaying
 
 MAX_BODY = 16 * 1024
 
@@ -59,7 +59,7 @@ class Exporter:
         s = self.replay.settings
         return s.start_s + (self._clock.now() - self._started) * s.speed
 
-    def families(self) -> tuple[replaying.Family, ...]:
+    def families(self) -> tuple[exporters.Family, ...]:
         with self._lock:
             self._refresh()
             self.replay.advance_to(self.trace_time())
@@ -136,7 +136,7 @@ def _bound(b: float) -> str:
     return str(utils.floatToGoString(b))  # type: ignore[no-untyped-call]
 
 
-def _label_names(labels: replaying.Labels, f: replaying.Family) -> list[str]:
+def _label_names(labels: exporters.Labels, f: exporters.Family) -> list[str]:
     names = list(labels)
     if any(list(x.labels) != names for x in f.histograms):
         raise ValueError(f"{f.name}: every histogram needs the same label names")

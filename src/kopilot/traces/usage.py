@@ -25,12 +25,8 @@ class UsageTrace:
     times: np.ndarray
     names: tuple[str, ...]
     values: np.ndarray
-
-    @property
-    def span_s(self) -> float:
-        """The trace's length, counting its last sample's step."""
-        step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 60.0
-        return float(self.times[-1] - self.times[0]) + step
+    span_s: float
+    """The trace's length, counting its last sample's step (the period it repeats with)."""
 
     def at(self, t: float) -> np.ndarray:
         """Every series' value at `t` seconds after the first sample (step-hold, repeating)."""
@@ -54,10 +50,13 @@ def load(path: Path, time_column: str) -> UsageTrace:
     if not times:
         raise csvs.TraceError(f"{path}: no data rows")
     order = np.argsort(np.asarray(times), kind="stable")
+    t = np.asarray(times, dtype=np.float64)[order]
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 60.0
     return UsageTrace(
-        times=np.asarray(times, dtype=np.float64)[order],
+        times=t,
         names=names,
         values=np.asarray(rows, dtype=np.float64)[order],
+        span_s=float(t[-1] - t[0]) + step,
     )
 
 
