@@ -72,8 +72,15 @@ def run(
     signals_history: float = typer.Option(
         3600.0,
         "--signals-history",
-        min=60.0,
+        min=10.0,
         help="History of each health signal read per cycle (s; docs/signals.md).",
+    ),
+    signals_step: float = typer.Option(
+        60.0,
+        "--signals-step",
+        min=1.0,
+        help="Step of each health signal's range query (s): keep it at least the scrape "
+        "interval; a replay on an accelerated clock (bench/live_faults.py) uses a few seconds.",
     ),
     advise_dir: Path | None = typer.Option(
         None,
@@ -284,7 +291,9 @@ def run(
         clock=clock,
         rng=randomness.rng(os.getpid(), "kube-retries"),
         demand=PrometheusDemand(prom) if prom is not None else None,
-        signals=signals.Reader(prom, signals.Settings(history_s=signals_history))
+        signals=signals.Reader(
+            prom, signals.Settings(history_s=signals_history, step_s=signals_step)
+        )
         if prom is not None
         else None,
         settings=worlds.Settings(
