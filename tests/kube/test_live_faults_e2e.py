@@ -27,7 +27,7 @@ from kubernetes import client as k8s_client
 
 from kopilot.governance import audit
 from kopilot.kube import apis, controlplane
-from tests.fixtures import prometheus, replays
+from tests.fixtures import processes, prometheus, replays
 from tests.kube import live
 from tests.kube.test_kubeworld_actions import running_pods
 
@@ -60,7 +60,7 @@ def _kopilot(*args: str) -> list[str]:
 
 @contextlib.contextmanager
 def _exporter(kubeconfig: Path, workdir: Path) -> Iterator[str]:
-    port = prometheus._free_port()
+    port = processes.free_port()
     args = _kopilot(
         "replay-exporter",
         "--kubeconfig",
