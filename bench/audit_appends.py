@@ -59,7 +59,10 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--dir", type=Path, default=None, help="Where the logs go (a disk).")
+    parser.add_argument("--quick", action="store_true", help="A small run: 300 appends.")
     args = parser.parse_args()
+    if args.quick:
+        args.count = min(args.count, 300)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for fsync in (False, True):
             count = args.count if not fsync else max(1, args.count // 10)

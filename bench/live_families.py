@@ -109,7 +109,12 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=500)
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--quick", action="store_true", help="A small run: 100 nodes, 50 services, 1 repeat."
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.nodes, args.services, args.repeat = 100, 50, 1
     began = time.perf_counter()
     snap = build(args.nodes, args.services, args.replicas)
     print(

@@ -55,7 +55,12 @@ def main() -> None:
     parser.add_argument("--gpu-nodes", type=int, default=100)
     parser.add_argument("--history-h", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--quick", action="store_true", help="A small run: 100 pods, 10 GPU nodes, 1 repeat."
+    )
     a = parser.parse_args()
+    if a.quick:
+        a.pods, a.gpu_nodes, a.repeat = 100, 10, 1
     why = fx.available()
     if why is not None:
         sys.exit(f"error: {why}")

@@ -83,7 +83,10 @@ def scrape(ex: exporter.Exporter, gate: access.Gate | None, token: str, n: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--scrapes", type=int, default=200, help="sequential scrapes per setting")
+    parser.add_argument("--quick", action="store_true", help="A small run: 20 scrapes.")
     args = parser.parse_args()
+    if args.quick:
+        args.scrapes = min(args.scrapes, 20)
     cache = Path(os.environ.get("KOPILOT_CACHE", Path.home() / ".cache" / "kopilot"))
     binaries = controlplane.pinned_binaries(
         cache=cache, versions_file=REPO / "hack" / "controlplane" / "versions.env"

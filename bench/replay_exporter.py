@@ -42,7 +42,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", default="10,100,250", help="comma-separated cluster sizes")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="A small run: 10 nodes, 1 repeat.")
     args = ap.parse_args()
+    if args.quick:
+        args.nodes, args.repeat = "10", 1
     traces = replaying.bundled_traces()
     settings = replaying.Settings(latency_buckets=instruments.LATENCY_BUCKETS, seed=1)
     print(f"{'nodes':>6} {'pods':>6} {'GPUs':>6} {'step 1 trace h':>15} {'scrape':>9} "
