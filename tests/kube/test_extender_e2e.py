@@ -12,14 +12,12 @@ sync) before it places the next ones, so no GPU is handed out twice.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,16 +36,6 @@ SHIPPED_CONFIG = (
     Path(__file__).resolve().parents[2] / "deploy/kube-scheduler/kube-scheduler-config.yaml"
 )
 SCHEDULER = "kopilot-scheduler"
-
-
-@contextlib.contextmanager
-def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        processes.stop(proc)
 
 
 @pytest.mark.parametrize("node_cache", [False, True], ids=["nodes", "node-names"])
@@ -104,8 +92,8 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
             return running if len(running) == count else None
 
         with (
-            _process(kopilot, tmp_path / "extender.log") as ext,
-            _process(scheduler, tmp_path / "scheduler.log") as sched,
+            processes.running(kopilot, tmp_path / "extender.log", new_session=True) as ext,
+            processes.running(scheduler, tmp_path / "scheduler.log", new_session=True) as sched,
         ):
             procs[:] = [ext, sched]
             live.wait_for("the extender to listen", lambda: _listening(port) or None, timeout=60)
@@ -130,8 +118,8 @@ def test_kube_scheduler_places_gpu_pods_through_kopilot_extender(
         # A new extender process starts from the API alone: it adopts the running pods, then
         # the next pods get GPUs that no running pod holds.
         with (
-            _process(kopilot, tmp_path / "extender.log") as ext,
-            _process(scheduler, tmp_path / "scheduler.log") as sched,
+            processes.running(kopilot, tmp_path / "extender.log", new_session=True) as ext,
+            processes.running(scheduler, tmp_path / "scheduler.log", new_session=True) as sched,
         ):
             procs[:] = [ext, sched]
             live.wait_for("the extender to listen", lambda: _listening(port) or None, timeout=60)

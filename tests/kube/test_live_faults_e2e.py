@@ -39,21 +39,6 @@ LEAK_BOUND_S = 60.0
 after it starts at 60x; remedied means evicted before that."""
 
 
-@contextlib.contextmanager
-def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _kopilot(*args: str) -> list[str]:
     return [sys.executable, "-m", "kopilot.cli", *args]
 
@@ -72,7 +57,7 @@ def _exporter(kubeconfig: Path, workdir: Path) -> Iterator[str]:
         "--refresh",
         "2",
     )
-    with _process(args, workdir / "exporter.log"):
+    with processes.running(args, workdir / "exporter.log"):
         url = f"http://127.0.0.1:{port}"
         live.wait_for("the replay exporter", lambda: _ok(f"{url}/healthz"), timeout=60)
         yield url
@@ -167,7 +152,7 @@ def test_a_leak_injected_live_is_detected_approved_and_evicted_and_a_normal_stre
             str(policy),
             "-v",
         )
-        run = stack.enter_context(_process(args, tmp_path / "kopilot.log"))
+        run = stack.enter_context(processes.running(args, tmp_path / "kopilot.log"))
 
         # A normal stretch: signals flow, no remediation (and no alert) on this namespace.
         out = tmp_path / "kopilot.log"
